@@ -1,0 +1,579 @@
+"""Admin for the response side. Every state change goes through incidents.services."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.translation import gettext_lazy as _
+
+from incidents import services
+from incidents.models import (
+    DeliveryAttempt,
+    Incident,
+    Message,
+    MessageRevision,
+    Notification,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+    Timer,
+)
+from playbooks.models import Playbook
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class TimelineInline(ReadOnlyInline):
+    model = TimelineEntry
+    fields = ("at", "kind", "actor", "text", "corrects")
+    readonly_fields = fields
+    ordering = ("at", "id")
+    verbose_name_plural = _("timeline (append-only)")
+
+
+class TaskInline(ReadOnlyInline):
+    model = Task
+    fields = ("position", "phase", "title", "role", "assignee", "due_at", "status", "done_at")
+    readonly_fields = fields
+
+
+class AssignmentInline(ReadOnlyInline):
+    model = RoleAssignment
+    fields = ("role", "user", "assumed_at", "relieved_at", "assigned_by")
+    readonly_fields = fields
+
+
+class TimerInline(ReadOnlyInline):
+    model = Timer
+    fields = ("kind", "round", "cycle", "level", "due_at", "state", "fired_at", "outcome")
+    readonly_fields = fields
+
+
+class NotificationInline(ReadOnlyInline):
+    model = Notification
+    fields = ("to_email", "reason", "subject", "status", "attempts", "sent_at", "last_error")
+    readonly_fields = fields
+
+
+class IncidentOpenForm(forms.ModelForm):
+    """The add form: opening goes through incident_open, which starts the playbook."""
+
+    class Meta:
+        model = Incident
+        fields = (
+            "title", "summary", "severity", "category", "playbook", "confidential", "drill",
+            "detected_at",
+        )  # fmt: skip
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["playbook"].queryset = Playbook.objects.filter(status=Playbook.Status.PUBLISHED)
+        self.fields["category"].required = False
+        self.fields["category"].help_text = _("Empty: the playbook's scenario.")
+
+
+@admin.register(Incident)
+class IncidentAdmin(admin.ModelAdmin):
+    list_display = (
+        "reference", "title", "severity", "status", "category", "confidential", "drill",
+        "opened_at", "acknowledged_at",
+    )  # fmt: skip
+    list_filter = ("status", "severity", "category", "confidential", "drill")
+    search_fields = ("reference", "title", "summary")
+    date_hierarchy = "opened_at"
+    ordering = ("-opened_at",)
+    inlines = (AssignmentInline, TaskInline, TimelineInline, TimerInline, NotificationInline)
+    actions = ("acknowledge", "contain", "resolve", "close", "reopen")
+    readonly_fields = (
+        "reference", "status", "playbook", "opened_by", "acknowledged_by", "opened_at",
+        "acknowledged_at", "first_statement_at", "contained_at", "resolved_at", "closed_at",
+        "escalation_round", "first_statement_minutes", "communications",
+    )  # fmt: skip
+
+    @admin.display(description=_("communications timeline"))
+    def communications(self, obj: Incident):
+        from django.utils.html import format_html
+
+        url = reverse("incidents:communications", args=[obj.reference])
+        return format_html('<a href="{}">{}</a>', url, _("Open the communications timeline"))
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = IncidentOpenForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        # Severity changes go through the service (timeline entry); the rest is fixed.
+        return (
+            *self.readonly_fields,
+            "severity",
+            "category",
+            "confidential",
+            "drill",
+            "detected_at",
+        )
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = form.cleaned_data
+        try:
+            opened = services.incident_open(
+                title=data["title"],
+                summary=data.get("summary") or "",
+                severity=data["severity"],
+                category=data.get("category") or None,
+                playbook=data.get("playbook"),
+                confidential=data.get("confidential", False),
+                drill=data.get("drill", False),
+                detected_at=data.get("detected_at"),
+                actor=request.user,
+            )
+        except ValidationError as exc:
+            messages.error(request, "; ".join(exc.messages))
+            raise
+        obj.pk = opened.pk
+        obj.reference = opened.reference
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # incidents are the record: they are closed, never deleted
+
+    def _each(self, request: HttpRequest, queryset, service, done: str, **kwargs) -> None:
+        ok = 0
+        for incident in queryset:
+            try:
+                result = service(incident=incident, actor=request.user, **kwargs)
+            except ValidationError as exc:
+                messages.warning(request, f"{incident.reference}: {'; '.join(exc.messages)}")
+                continue
+            if result is False:
+                messages.info(
+                    request, _("%(ref)s was not waiting for that.") % {"ref": incident.reference}
+                )
+                continue
+            ok += 1
+        if ok:
+            messages.success(request, done % {"n": ok})
+
+    @admin.action(description=_("Acknowledge (stop escalation)"))
+    def acknowledge(self, request, queryset):
+        self._each(
+            request, queryset, services.incident_acknowledge, _("%(n)s acknowledged."), via="admin"
+        )
+
+    @admin.action(description=_("Mark contained"))
+    def contain(self, request, queryset):
+        self._each(request, queryset, services.incident_contain, _("%(n)s marked contained."))
+
+    @admin.action(description=_("Resolve"))
+    def resolve(self, request, queryset):
+        self._each(request, queryset, services.incident_resolve, _("%(n)s resolved."))
+
+    @admin.action(description=_("Close"))
+    def close(self, request, queryset):
+        self._each(request, queryset, services.incident_close, _("%(n)s closed."))
+
+    @admin.action(description=_("Reopen (fresh escalation)"))
+    def reopen(self, request, queryset):
+        self._each(request, queryset, services.incident_reopen, _("%(n)s reopened."))
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[obj.pk]))
+
+
+class DeliveryAttemptInline(ReadOnlyInline):
+    model = DeliveryAttempt
+    fields = ("at", "ok", "permanent", "error")
+    readonly_fields = fields
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    """The outbox: every e-mail CrisisDesk sent or tried to send, readable here."""
+
+    list_display = ("created_at", "to_email", "subject", "reason", "status", "attempts", "sent_at")
+    list_filter = ("status", "reason")
+    search_fields = ("to_email", "subject", "incident__reference", "message_id")
+    readonly_fields = [f.name for f in Notification._meta.fields]
+    inlines = (DeliveryAttemptInline,)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Timer)
+class TimerAdmin(admin.ModelAdmin):
+    list_display = (
+        "incident",
+        "kind",
+        "round",
+        "cycle",
+        "level",
+        "due_at",
+        "state",
+        "fired_at",
+        "outcome",
+    )
+    list_filter = ("state", "kind")
+    search_fields = ("incident__reference",)
+    readonly_fields = [f.name for f in Timer._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# ------------------------------------------------------------ communications
+
+
+class MessageDraftForm(forms.ModelForm):
+    """Drafting: from a template (facts filled from the incident) or from scratch."""
+
+    what_happened = forms.CharField(
+        label=_("What happened"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    what_we_do = forms.CharField(
+        label=_("What we are doing"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    what_you_can_do = forms.CharField(
+        label=_("What the reader can do"), required=False, widget=forms.Textarea(attrs={"rows": 2})
+    )
+    affected = forms.CharField(label=_("Who or what is affected"), required=False)
+
+    class Meta:
+        model = Message
+        fields = ("incident", "template", "audience", "channel", "language", "subject", "body")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["body"].required = False
+        self.fields["body"].help_text = _("Leave empty to start from the template.")
+        self.fields["incident"].queryset = Incident.objects.filter(
+            status__in=Incident.ACTIVE_STATUSES
+        )
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("template") and not (data.get("body") or "").strip():
+            self.add_error("body", _("Write the message or choose a template."))
+        return data
+
+
+class PublishForm(forms.Form):
+    where = forms.CharField(label=_("Published where (address or note)"), max_length=500)
+
+
+class ScheduleForm(forms.Form):
+    at = forms.DateTimeField(label=_("Send at (UTC)"), help_text=_("YYYY-MM-DD HH:MM"))
+
+
+class RevisionInline(ReadOnlyInline):
+    model = MessageRevision
+    fields = ("at", "editor", "subject", "body")
+    readonly_fields = fields
+    verbose_name_plural = _("earlier wording (every edit is kept)")
+
+
+class DeliveryInline(ReadOnlyInline):
+    model = Notification
+    fk_name = "comms_message"
+    fields = ("to_email", "status", "attempts", "sent_at", "last_error")
+    readonly_fields = fields
+    verbose_name_plural = _("delivery per recipient")
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = (
+        "created_at",
+        "incident",
+        "audience",
+        "channel",
+        "language",
+        "short",
+        "status",
+        "author",
+        "approver",
+        "sent_at",
+        "corrects",
+    )
+    list_filter = ("status", "channel", "audience", "language")
+    search_fields = ("subject", "body", "incident__reference")
+    list_select_related = ("incident", "audience", "author", "approver", "corrects")
+    inlines = (RevisionInline, DeliveryInline)
+    actions = (
+        "submit",
+        "approve",
+        "approve_boilerplate",
+        "approve_own",
+        "send",
+        "publish",
+        "schedule",
+        "correct",
+    )
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else ()
+
+    @admin.display(description=_("message"))
+    def short(self, obj: Message) -> str:
+        text = obj.subject or obj.body
+        flag = " ⚠" if obj.reads_as_boilerplate and not obj.is_final else ""
+        return (text[:60] + ("…" if len(text) > 60 else "")) + flag
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = MessageDraftForm
+        return super().get_form(request, obj, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return (
+                *MessageDraftForm.Meta.fields,
+                "what_happened",
+                "what_we_do",
+                "what_you_can_do",
+                "affected",
+            )
+        return (
+            "incident",
+            "audience",
+            "channel",
+            "language",
+            "template",
+            "status",
+            "subject",
+            "body",
+            "boilerplate_warning",
+            "missing",
+            "author",
+            "submitted_at",
+            "approver",
+            "approved_at",
+            "approval_note",
+            "boilerplate_approved",
+            "scheduled_for",
+            "sent_at",
+            "sent_by",
+            "published_where",
+            "corrects",
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return ()
+        fixed = [f for f in self.get_fields(request, obj) if f not in ("subject", "body")]
+        if obj.status not in Message.EDITABLE:
+            fixed += ["subject", "body"]
+        return fixed
+
+    @admin.display(description=_("boilerplate"))
+    def boilerplate_warning(self, obj: Message):
+        if obj.reads_as_boilerplate:
+            return _(
+                "This reads as boilerplate: it is the template unchanged. "
+                "Stereotyped replies anger people most."
+            )
+        return "—"
+
+    @admin.display(description=_("missing facts"))
+    def missing(self, obj: Message):
+        from incidents.comms import missing_facts
+
+        return ", ".join(missing_facts(obj)) or "—"
+
+    def save_model(self, request, obj, form, change):
+        from incidents import comms
+
+        data = form.cleaned_data
+        if change:
+            edited = comms.message_edit(
+                message=obj, editor=request.user, subject=data["subject"], body=data["body"]
+            )
+            obj.pk = edited.pk
+            return
+        facts = {
+            k: data.get(k) for k in ("what_happened", "what_we_do", "what_you_can_do", "affected")
+        }
+        made = comms.message_draft(
+            incident=data["incident"],
+            author=request.user,
+            audience=data["audience"],
+            channel=data["channel"],
+            language=data.get("language") or "en",
+            template=data.get("template"),
+            facts=facts,
+            subject=data.get("subject") or "",
+            body=data.get("body") or "",
+        )
+        obj.pk = made.pk
+
+    def save_related(self, request, form, formsets, change):
+        # The inlines are read-only records; the message itself was saved by a service.
+        for formset in formsets:
+            formset.save()
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return obj is not None and obj.status == Message.Status.DRAFT
+
+    def _each(self, request, queryset, fn, done):
+        ok = 0
+        for message in queryset:
+            try:
+                fn(message)
+                ok += 1
+            except (ValidationError, PermissionDenied) as exc:
+                text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+                messages.error(request, f"#{message.pk}: {text}")
+        if ok:
+            messages.success(request, done % {"n": ok})
+
+    @admin.action(description=_("Submit for approval"))
+    def submit(self, request, queryset):
+        from incidents import comms
+
+        self._each(
+            request,
+            queryset,
+            lambda m: comms.message_submit(message=m, actor=request.user),
+            _("%(n)s submitted."),
+        )
+
+    @admin.action(description=_("Approve"), permissions=["view"])
+    def approve(self, request, queryset):
+        from incidents import comms
+
+        self._each(
+            request,
+            queryset,
+            lambda m: comms.message_approve(message=m, approver=request.user),
+            _("%(n)s approved."),
+        )
+
+    @admin.action(description=_("Approve although it reads as boilerplate"), permissions=["view"])
+    def approve_boilerplate(self, request, queryset):
+        from incidents import comms
+
+        self._each(
+            request,
+            queryset,
+            lambda m: comms.message_approve(
+                message=m, approver=request.user, accept_boilerplate=True
+            ),
+            _("%(n)s approved."),
+        )
+
+    @admin.action(description=_("Approve my own message (crisis manager)"), permissions=["view"])
+    def approve_own(self, request, queryset):
+        from incidents import comms
+
+        self._each(
+            request,
+            queryset,
+            lambda m: comms.message_approve(message=m, approver=request.user, approve_own=True),
+            _("%(n)s approved."),
+        )
+
+    @admin.action(description=_("Send (e-mail to every contact of the audience)"))
+    def send(self, request, queryset):
+        from incidents import comms
+
+        self._each(
+            request,
+            queryset,
+            lambda m: comms.message_send(message=m, actor=request.user),
+            _("%(n)s sent."),
+        )
+
+    def _with_form(self, request, queryset, form_class, action, title, apply):
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            self._each(request, queryset, lambda m: apply(m, form.cleaned_data), _("%(n)s done."))
+            return None
+        return TemplateResponse(
+            request,
+            "admin/incidents/message/action_form.html",
+            {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": title,
+                "form": form,
+                "queryset": queryset,
+                "action": action,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    @admin.action(description=_("Mark published (where, when, by whom)"))
+    def publish(self, request, queryset):
+        from incidents import comms
+
+        return self._with_form(
+            request,
+            queryset,
+            PublishForm,
+            "publish",
+            _("Mark published"),
+            lambda m, d: comms.message_publish(message=m, actor=request.user, where=d["where"]),
+        )
+
+    @admin.action(description=_("Schedule sending"))
+    def schedule(self, request, queryset):
+        from incidents import comms
+
+        return self._with_form(
+            request,
+            queryset,
+            ScheduleForm,
+            "schedule",
+            _("Schedule sending"),
+            lambda m, d: comms.message_schedule(message=m, actor=request.user, at=d["at"]),
+        )
+
+    @admin.action(description=_("Draft a correction"))
+    def correct(self, request, queryset):
+        from incidents import comms
+
+        made = []
+        for original in queryset:
+            if not original.is_final:
+                messages.error(
+                    request, _("#%(id)s has not gone out: edit it instead.") % {"id": original.pk}
+                )
+                continue
+            made.append(
+                comms.message_correct(original=original, author=request.user, body=original.body)
+            )
+        if len(made) == 1:
+            return HttpResponseRedirect(
+                reverse("admin:incidents_message_change", args=[made[0].pk])
+            )
+        return None

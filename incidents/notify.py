@@ -1,0 +1,371 @@
+"""The notification outbox: writing notifications, and delivering them exactly once if we can.
+
+A notification is written in the transaction that decides it is needed (one
+row per recipient and reason; the unique ``dedupe_key`` makes a second write
+of the same one impossible) and delivered after commit:
+
+1. Claim it: ``queued -> sending`` with a lease, by a conditional update.
+2. Send it through Django's e-mail backend with the row's stable Message-ID.
+3. Mark it sent. A transient failure (connection refused, 4xx) puts it back
+   in the queue with back-off; a permanent one (5xx) marks it failed, with the
+   reason, on the incident's timeline. Every attempt is recorded.
+
+A process that dies during 2 leaves the row ``sending``; when its lease runs
+out the sweep puts it back in the queue. The only duplicate possible is a death
+between the SMTP server's acceptance and step 3, and it carries the same
+Message-ID, so mail programs show it as the same message.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
+
+from incidents.models import (
+    DeliveryAttempt,
+    Incident,
+    Notification,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+    Timer,
+)
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=90)  # > EMAIL_TIMEOUT: a send in progress keeps its lease
+BACKOFF_FIRST_SECONDS = 2
+BACKOFF_CAP_SECONDS = 30
+GIVE_UP_AFTER = timedelta(hours=24)
+ACK_SALT = "crisisdesk.incidents.ack"
+ACK_MAX_AGE = timedelta(hours=24)
+
+
+# ------------------------------------------------------------------ ack links
+
+
+def ack_token(message_id: str) -> str:
+    return signing.dumps({"m": message_id}, salt=ACK_SALT, compress=True)
+
+
+def ack_token_read(token: str) -> str:
+    """The Message-ID a link was made for; raises signing.SignatureExpired / BadSignature."""
+    data = signing.loads(token, salt=ACK_SALT, max_age=ACK_MAX_AGE)
+    return data["m"]
+
+
+def absolute(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def incident_url(incident: Incident) -> str:
+    return absolute(reverse("admin:incidents_incident_change", args=[incident.pk]))
+
+
+# ----------------------------------------------------------------- rendering
+
+
+def _subject_prefix(incident: Incident) -> str:
+    prefix = f"[SEV{incident.severity}] {incident.reference}"
+    return f"[{_('DRILL')}] {prefix}" if incident.drill else prefix
+
+
+def _render(name: str, context: dict) -> tuple[str, str, str]:
+    with translation.override(settings.LANGUAGE_CODE):
+        subject = render_to_string(f"email/{name}_subject.txt", context)
+        text = render_to_string(f"email/{name}.txt", context)
+        html = render_to_string(f"email/{name}.html", context)
+    return " ".join(subject.split()), text, html
+
+
+def _create(
+    *,
+    incident: Incident,
+    timer: Timer | None,
+    person,
+    reason: str,
+    dedupe_key: str,
+    template: str,
+    context: dict,
+) -> Notification | None:
+    message_id = Notification.new_message_id()
+    context = {
+        **context,
+        "incident": incident,
+        "recipient": person,
+        "subject_prefix": _subject_prefix(incident),
+        "incident_url": incident_url(incident),
+        "ack_url": absolute(reverse("incidents:ack", args=[ack_token(message_id)])),
+    }
+    subject, text, html = _render(template, context)
+    try:
+        with transaction.atomic():
+            return Notification.objects.create(
+                incident=incident,
+                timer=timer,
+                recipient=person,
+                to_email=person.email,
+                reason=reason,
+                dedupe_key=dedupe_key,
+                message_id=message_id,
+                subject=subject[:400],
+                body_text=text,
+                body_html=html,
+            )
+    except IntegrityError:
+        return None  # this person was already told this, for this reason
+
+
+def escalation_notifications(
+    *, incident: Incident, timer: Timer, level: int, cycle: int, people: list, now: datetime
+) -> list[int]:
+    policy_levels = incident.escalation_policy.get("levels") or []
+    next_delay = None
+    if level < len(policy_levels):
+        next_delay = policy_levels[level]["delay_seconds"]
+    elif cycle < incident.escalation_policy.get("repeat", 0):
+        next_delay = policy_levels[0]["delay_seconds"]
+    earlier = list(
+        Notification.objects.filter(
+            incident=incident, reason="escalation", created_at__gte=incident.opened_at
+        )
+        .exclude(recipient__in=people)
+        .select_related("recipient")
+        .values_list("recipient__first_name", "recipient__last_name", "recipient__username")
+    )
+    already = sorted({(f"{f} {lname}".strip() or u) for f, lname, u in earlier})
+    context = {
+        "level": level,
+        "cycle": cycle,
+        "paged_now": [p.get_full_name() or p.get_username() for p in people],
+        "paged_before": already,
+        "next_level_at": now + timedelta(seconds=next_delay) if next_delay is not None else None,
+        "first_statement_due": incident.opened_at
+        + timedelta(minutes=incident.first_statement_minutes),
+        "since": incident.opened_at,
+        "now": now,
+    }
+    created = []
+    for person in people:
+        n = _create(
+            incident=incident,
+            timer=timer,
+            person=person,
+            reason="escalation",
+            dedupe_key=f"esc:{incident.pk}:{timer.round}:{cycle}:{level}:{person.pk}",
+            template="escalation",
+            context=context,
+        )
+        if n is not None:
+            created.append(n.pk)
+    return created
+
+
+def _role_people(incident: Incident, role_slugs: tuple[str, ...], at: datetime) -> list:
+    """The incident's current holders of these roles, or the roles' on-call holders."""
+    from playbooks.models import CrisisRole
+    from playbooks.oncall import oncall_holder
+
+    people = []
+    for slug in role_slugs:
+        assignment = (
+            RoleAssignment.objects.filter(
+                incident=incident, role__slug=slug, relieved_at__isnull=True
+            )
+            .select_related("user")
+            .first()
+        )
+        person = assignment.user if assignment else None
+        if person is None:
+            role = CrisisRole.objects.filter(slug=slug).first()
+            person = oncall_holder(role=role, at=at) if role else None
+        if person is not None and person.is_active and person.email and person not in people:
+            people.append(person)
+    return people
+
+
+def deadline_notifications(
+    *, incident: Incident, timer: Timer, role_slugs: tuple[str, ...], now: datetime
+) -> list[int]:
+    deadline = incident.opened_at + timedelta(minutes=incident.first_statement_minutes)
+    context = {
+        "deadline": deadline,
+        "missed": timer.kind == Timer.Kind.FIRST_STATEMENT,
+        "minutes": incident.first_statement_minutes,
+        "now": now,
+    }
+    created = []
+    for person in _role_people(incident, role_slugs, now):
+        n = _create(
+            incident=incident,
+            timer=timer,
+            person=person,
+            reason=timer.kind,
+            dedupe_key=f"{timer.kind}:{timer.pk}:{person.pk}",
+            template="statement_deadline",
+            context=context,
+        )
+        if n is not None:
+            created.append(n.pk)
+    return created
+
+
+def cadence_notifications(
+    *, incident: Incident, timer: Timer, every: int, now: datetime
+) -> list[int]:
+    context = {"audience": timer.audience, "every": every, "now": now}
+    created = []
+    for person in _role_people(incident, ("communications-lead",), now):
+        n = _create(
+            incident=incident,
+            timer=timer,
+            person=person,
+            reason="update_cadence",
+            dedupe_key=f"update_cadence:{timer.pk}:{person.pk}",
+            template="update_due",
+            context=context,
+        )
+        if n is not None:
+            created.append(n.pk)
+    return created
+
+
+def task_due_notifications(
+    *, incident: Incident, timer: Timer, task: Task, now: datetime
+) -> list[int]:
+    person = task.assignee
+    if person is None or not person.is_active or not person.email:
+        return []
+    n = _create(
+        incident=incident,
+        timer=timer,
+        person=person,
+        reason="task_due",
+        dedupe_key=f"task_due:{timer.pk}:{person.pk}",
+        template="task_due",
+        context={"task": task, "now": now},
+    )
+    return [n.pk] if n else []
+
+
+# ------------------------------------------------------------------ delivery
+
+
+def deliver_on_commit(ids: list[int]) -> None:
+    from incidents.tasks import deliver_notification
+
+    def send() -> None:
+        for pk in ids:
+            try:
+                deliver_notification.delay(pk)
+            except Exception:
+                log.exception("could not enqueue notification %s; the sweep will retry", pk)
+
+    if ids:
+        transaction.on_commit(send)
+
+
+def deliver_now(ids: list[int]) -> None:
+    for pk in ids:
+        notification_deliver(notification_id=pk)
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(
+        seconds=min(BACKOFF_CAP_SECONDS, BACKOFF_FIRST_SECONDS * 2 ** max(0, attempts - 1))
+    )
+
+
+def _is_permanent(exc: Exception) -> bool:
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _msg in exc.recipients.values()]
+        return bool(codes) and all(500 <= code < 600 for code in codes)
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return 500 <= exc.smtp_code < 600 and not isinstance(exc, smtplib.SMTPAuthenticationError)
+    return False
+
+
+def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    claimed = Notification.objects.filter(
+        pk=notification_id, status=Notification.Status.QUEUED, next_attempt_at__lte=now
+    ).update(
+        status=Notification.Status.SENDING, lease_until=now + LEASE, attempts=F("attempts") + 1
+    )
+    if claimed != 1:
+        return f"notification {notification_id}: not queued or not due"
+    n = Notification.objects.select_related("incident").get(pk=notification_id)
+    message = EmailMultiAlternatives(
+        subject=n.subject,
+        body=n.body_text,
+        to=[n.to_email],
+        headers={
+            "Message-ID": n.message_id,
+            **({"X-CrisisDesk-Incident": n.incident.reference} if n.incident else {}),
+            "Auto-Submitted": "auto-generated",
+        },
+    )
+    if n.body_html:
+        message.attach_alternative(n.body_html, "text/html")
+    try:
+        message.send()
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+        return _failed(n, exc, now=timezone.now())
+    done = timezone.now()
+    with transaction.atomic():
+        Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+            status=Notification.Status.SENT, sent_at=done, lease_until=None, last_error=""
+        )
+        DeliveryAttempt.objects.create(notification=n, at=done, ok=True)
+    log.info("e-mail sent to %s: %s", n.to_email, n.subject)
+    return f"notification {n.pk}: sent"
+
+
+def _failed(n: Notification, exc: Exception, *, now: datetime) -> str:
+    error = f"{type(exc).__name__}: {exc}"[:1000]
+    permanent = _is_permanent(exc) or (now - n.created_at > GIVE_UP_AFTER)
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(
+            notification=n, at=now, ok=False, error=error, permanent=permanent
+        )
+        if permanent:
+            Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+                status=Notification.Status.FAILED, lease_until=None, last_error=error
+            )
+            if n.incident_id:
+                TimelineEntry.objects.create(
+                    incident_id=n.incident_id,
+                    kind=TimelineEntry.Kind.DELIVERY,
+                    at=now,
+                    text=_("E-mail to %(to)s could not be delivered: %(error)s")
+                    % {"to": n.to_email, "error": error},
+                    data={"notification_id": n.pk, "permanent": True},
+                )
+            return f"notification {n.pk}: failed permanently ({error})"
+        log.warning("e-mail to %s failed, will retry: %s", n.to_email, error)
+        retry_at = now + _backoff(n.attempts)
+        Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+            status=Notification.Status.QUEUED,
+            lease_until=None,
+            last_error=error,
+            next_attempt_at=retry_at,
+            enqueued_at=now,
+        )
+    from incidents.tasks import deliver_notification
+
+    try:
+        deliver_notification.apply_async((n.pk,), eta=retry_at)
+    except Exception:
+        log.exception("could not enqueue the retry of notification %s; the sweep will", n.pk)
+    return f"notification {n.pk}: will retry at {retry_at:%H:%M:%S} ({error})"

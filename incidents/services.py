@@ -1,0 +1,549 @@
+"""Writes for the incident life cycle. Admin, API, views, tasks and commands call these.
+
+Every service runs in one transaction, locks the incident row first (so two
+people, or a person and the escalation engine, are ordered), stamps its
+milestone and writes a timeline entry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from incidents import escalation
+from incidents.models import (
+    Incident,
+    ReferenceCounter,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+    Timer,
+)
+from playbooks.models import CrisisRole, EscalationLevel, Playbook, Scenario
+
+User = get_user_model()
+
+# An incident opened without a playbook still pages someone: the on-call crisis
+# manager at once, then again every ten minutes twice, until acknowledged.
+ADHOC_ROLE_SLUG = "crisis-manager"
+ADHOC_DELAYS_SECONDS = (0, 600, 600)
+
+
+def _who(actor: AbstractBaseUser | None) -> str:
+    if actor is None:
+        return _("CrisisDesk")
+    return actor.get_full_name() or actor.get_username()
+
+
+def timeline_add(
+    *,
+    incident: Incident,
+    kind: str,
+    text: str,
+    actor: AbstractBaseUser | None = None,
+    data: dict | None = None,
+    at: datetime | None = None,
+    corrects: TimelineEntry | None = None,
+) -> TimelineEntry:
+    return TimelineEntry.objects.create(
+        incident=incident,
+        kind=kind,
+        text=text,
+        actor=actor,
+        data=data or {},
+        at=at or timezone.now(),
+        corrects=corrects,
+    )
+
+
+def next_reference(*, year: int) -> str:
+    """INC-<year>-<nnnn>, gap-free per year; the counter row lock orders concurrent openers."""
+    counter, _created = ReferenceCounter.objects.select_for_update().get_or_create(year=year)
+    ReferenceCounter.objects.filter(year=year).update(last=F("last") + 1)
+    counter.refresh_from_db()
+    return f"INC-{year}-{counter.last:04d}"
+
+
+def escalation_policy_freeze(playbook: Playbook | None) -> dict:
+    """The policy the engine will run, with ids, frozen at opening."""
+    if playbook is None:
+        role = CrisisRole.objects.filter(slug=ADHOC_ROLE_SLUG).first()
+        if role is None:
+            return {"repeat": 0, "levels": []}
+        return {
+            "repeat": 0,
+            "levels": [
+                {"delay_seconds": d, "target": "role", "role_id": role.pk}
+                for d in ADHOC_DELAYS_SECONDS
+            ],
+        }
+    levels = []
+    for level in playbook.escalation_levels.order_by("position").prefetch_related("users"):
+        entry: dict = {"delay_seconds": level.delay_seconds, "target": level.target}
+        if level.target == EscalationLevel.Target.ROLE_ON_CALL:
+            entry["role_id"] = level.role_id
+        elif level.target == EscalationLevel.Target.ROTATION:
+            entry["rotation_id"] = level.rotation_id
+        else:
+            entry["user_ids"] = sorted(u.pk for u in level.users.all())
+        levels.append(entry)
+    return {"repeat": playbook.escalation_repeat_count, "levels": levels}
+
+
+def _playbook_snapshot(playbook: Playbook) -> dict:
+    try:
+        from playbooks.playbook_io import playbook_to_dict
+    except ImportError:  # pragma: no cover - the YAML module ships with the app
+        return {}
+    return playbook_to_dict(playbook)
+
+
+@transaction.atomic
+def incident_open(
+    *,
+    title: str,
+    severity: int = 2,
+    playbook: Playbook | None = None,
+    category: str | None = None,
+    summary: str = "",
+    confidential: bool = False,
+    drill: bool = False,
+    detected_at: datetime | None = None,
+    actor: AbstractBaseUser | None = None,
+    now: datetime | None = None,
+) -> Incident:
+    """Open an incident and start its playbook.
+
+    1. Refuse a draft playbook: only a published (frozen) version can run.
+    2. Number it, freeze the playbook (snapshot and escalation policy).
+    3. Assign each role the playbook names to its on-call holder now.
+    4. Make the tasks from the steps, due at opening + offset, assigned to the role holder.
+    5. Write the timers (escalation level 1, first-statement reminder and deadline,
+       task due times) in this same transaction; they are enqueued after commit.
+    """
+    now = now or timezone.now()
+    title = (title or "").strip()
+    errors = {}
+    if not title:
+        errors["title"] = _("An incident needs a title.")
+    if severity not in (1, 2, 3, 4):
+        errors["severity"] = _("Severity must be 1 (critical) to 4 (minor).")
+    if playbook is not None and playbook.status != Playbook.Status.PUBLISHED:
+        errors["playbook"] = _("Only a published playbook version can be run.")
+    if category is None:
+        category = playbook.scenario if playbook else Scenario.OTHER
+    if category not in Scenario.values:
+        errors["category"] = _("Unknown category “%(c)s”.") % {"c": category}
+    if detected_at is not None and detected_at > now:
+        errors["detected_at"] = _("Detection cannot be in the future.")
+    if errors:
+        raise ValidationError(errors)
+
+    incident = Incident.objects.create(
+        reference=next_reference(year=now.year),
+        title=title,
+        summary=summary,
+        severity=severity,
+        category=category,
+        confidential=confidential,
+        drill=drill,
+        playbook=playbook,
+        playbook_snapshot=_playbook_snapshot(playbook) if playbook else {},
+        escalation_policy=escalation_policy_freeze(playbook),
+        first_statement_minutes=playbook.first_statement_minutes if playbook else 60,
+        opened_by=actor,
+        detected_at=detected_at or now,
+        opened_at=now,
+    )
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.OPENED,
+        actor=actor,
+        at=now,
+        text=_("%(who)s opened %(ref)s (SEV%(sev)s)%(pb)s.")
+        % {
+            "who": _who(actor),
+            "ref": incident.reference,
+            "sev": severity,
+            "pb": (
+                _(" with playbook “%(t)s” v%(v)s") % {"t": playbook.title, "v": playbook.version}
+            )
+            if playbook
+            else _(" without a playbook"),
+        },
+        data={"playbook_id": playbook.pk if playbook else None, "drill": drill},
+    )
+
+    holders = _assign_roles(incident=incident, playbook=playbook, now=now, actor=actor)
+    timers: list[Timer] = []
+    if playbook is not None:
+        for step in playbook.steps.select_related("role").order_by("position"):
+            task = Task.objects.create(
+                incident=incident,
+                step=step,
+                position=step.position,
+                phase=step.phase,
+                title=step.title,
+                instructions=step.instructions,
+                role=step.role,
+                assignee=holders.get(step.role_id),
+                due_at=now + timedelta(minutes=step.due_offset_minutes),
+            )
+            if step.due_offset_minutes > 0:
+                timers.append(
+                    Timer(
+                        incident=incident, kind=Timer.Kind.TASK_DUE, due_at=task.due_at, task=task
+                    )
+                )
+    timers += _statement_timers(incident=incident, now=now)
+    if playbook is not None:
+        timers += [
+            Timer(
+                incident=incident,
+                kind=Timer.Kind.UPDATE_CADENCE,
+                audience=cadence.audience,
+                due_at=now + timedelta(minutes=cadence.every_minutes),
+            )
+            for cadence in playbook.cadences.select_related("audience")
+        ]
+    first = escalation.first_level_timer(incident=incident, start=now)
+    if first is not None:
+        timers.append(first)
+    Timer.objects.bulk_create(timers)
+    escalation.enqueue_on_commit(Timer.objects.filter(incident=incident, state="pending"))
+    return incident
+
+
+def _assign_roles(
+    *, incident: Incident, playbook: Playbook | None, now: datetime, actor
+) -> dict[int, AbstractBaseUser]:
+    from playbooks.oncall import oncall_holder
+
+    if playbook is None:
+        roles = list(CrisisRole.objects.filter(slug=ADHOC_ROLE_SLUG))
+    else:
+        role_ids = set(playbook.steps.exclude(role=None).values_list("role_id", flat=True))
+        role_ids |= set(
+            playbook.escalation_levels.exclude(role=None).values_list("role_id", flat=True)
+        )
+        roles = list(CrisisRole.objects.filter(pk__in=role_ids))
+    holders: dict[int, AbstractBaseUser] = {}
+    for role in roles:
+        user = oncall_holder(role=role, at=now)
+        if user is None:
+            timeline_add(
+                incident=incident,
+                kind=TimelineEntry.Kind.ROLE,
+                at=now,
+                text=_("Nobody is on call for %(role)s: assign someone.") % {"role": role.name},
+                data={"role_id": role.pk, "user_id": None},
+            )
+            continue
+        holders[role.pk] = user
+        role_assign(incident=incident, role=role, user=user, actor=actor, now=now)
+    return holders
+
+
+def _statement_timers(*, incident: Incident, now: datetime) -> list[Timer]:
+    deadline = now + timedelta(minutes=incident.first_statement_minutes)
+    # Remind the communications lead a quarter of the way before the deadline
+    # (15 minutes for the usual hour), so the statement is drafted, not rushed.
+    lead = timedelta(minutes=max(1, incident.first_statement_minutes // 4))
+    return [
+        Timer(incident=incident, kind=Timer.Kind.STATEMENT_REMINDER, due_at=deadline - lead),
+        Timer(incident=incident, kind=Timer.Kind.FIRST_STATEMENT, due_at=deadline),
+    ]
+
+
+def _locked(incident: Incident) -> Incident:
+    return Incident.objects.select_for_update().get(pk=incident.pk)
+
+
+@transaction.atomic
+def incident_acknowledge(
+    *, incident: Incident, actor: AbstractBaseUser, via: str = "web", now: datetime | None = None
+) -> bool:
+    """Acknowledge: stop the escalation. Returns False if it was not waiting for one.
+
+    The pending escalation timers are cancelled by a conditional update in this
+    transaction. A fire that claimed its timer before this commit has already
+    paged (and that is the right outcome); one that comes after finds the timer
+    cancelled, or the incident acknowledged, and pages nobody.
+    """
+    now = now or timezone.now()
+    incident = _locked(incident)
+    if incident.status != Incident.Status.OPEN:
+        return False
+    incident.status = Incident.Status.ACKNOWLEDGED
+    incident.acknowledged_at = incident.acknowledged_at or now
+    incident.acknowledged_by = incident.acknowledged_by or actor
+    incident.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "updated_at"])
+    cancelled = escalation.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.ACKNOWLEDGED,
+        actor=actor,
+        at=now,
+        text=_("%(who)s acknowledged (%(via)s); escalation stopped.")
+        % {"who": _who(actor), "via": via},
+        data={"via": via, "cancelled_timers": cancelled},
+    )
+    return True
+
+
+@transaction.atomic
+def incident_change_severity(
+    *, incident: Incident, severity: int, actor: AbstractBaseUser | None, reason: str = ""
+) -> Incident:
+    if severity not in (1, 2, 3, 4):
+        raise ValidationError({"severity": _("Severity must be 1 (critical) to 4 (minor).")})
+    incident = _locked(incident)
+    old = incident.severity
+    if old == severity:
+        return incident
+    incident.severity = severity
+    incident.save(update_fields=["severity", "updated_at"])
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.SEVERITY,
+        actor=actor,
+        text=_("%(who)s changed severity SEV%(old)s → SEV%(new)s.%(reason)s")
+        % {
+            "who": _who(actor),
+            "old": old,
+            "new": severity,
+            "reason": f" {reason}" if reason else "",
+        },
+        data={"from": old, "to": severity},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_contain(*, incident: Incident, actor: AbstractBaseUser | None) -> Incident:
+    incident = _locked(incident)
+    if incident.status not in (Incident.Status.OPEN, Incident.Status.ACKNOWLEDGED):
+        raise ValidationError(_("Only an open or acknowledged incident can be marked contained."))
+    now = timezone.now()
+    if incident.status == Incident.Status.OPEN:
+        # Containing is taking charge: it acknowledges too, and stops the paging.
+        incident.acknowledged_at = incident.acknowledged_at or now
+        incident.acknowledged_by = incident.acknowledged_by or actor
+        escalation.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
+    incident.status = Incident.Status.CONTAINED
+    incident.contained_at = incident.contained_at or now
+    incident.save()
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.CONTAINED,
+        actor=actor,
+        at=now,
+        text=_("%(who)s marked the incident contained.") % {"who": _who(actor)},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_resolve(
+    *, incident: Incident, actor: AbstractBaseUser | None, summary: str = ""
+) -> Incident:
+    incident = _locked(incident)
+    if not incident.is_active:
+        raise ValidationError(_("The incident is already resolved or closed."))
+    now = timezone.now()
+    incident.status = Incident.Status.RESOLVED
+    incident.resolved_at = now
+    incident.acknowledged_at = incident.acknowledged_at or now
+    incident.acknowledged_by = incident.acknowledged_by or actor
+    incident.contained_at = incident.contained_at or now
+    incident.save()
+    cancelled = escalation.cancel_pending(incident=incident, kinds=None, now=now)
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.RESOLVED,
+        actor=actor,
+        at=now,
+        text=_("%(who)s resolved the incident.%(s)s")
+        % {"who": _who(actor), "s": f" {summary}" if summary else ""},
+        data={"cancelled_timers": cancelled},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_close(*, incident: Incident, actor: AbstractBaseUser | None) -> Incident:
+    incident = _locked(incident)
+    if incident.status != Incident.Status.RESOLVED:
+        raise ValidationError(_("Only a resolved incident can be closed."))
+    incident.status = Incident.Status.CLOSED
+    incident.closed_at = timezone.now()
+    incident.save(update_fields=["status", "closed_at", "updated_at"])
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.CLOSED,
+        actor=actor,
+        text=_("%(who)s closed the incident.") % {"who": _who(actor)},
+    )
+    return incident
+
+
+@transaction.atomic
+def incident_reopen(
+    *, incident: Incident, actor: AbstractBaseUser | None, reason: str = ""
+) -> Incident:
+    """Reopen a resolved or closed incident: a fresh escalation round starts at level 1."""
+    incident = _locked(incident)
+    if incident.is_active:
+        raise ValidationError(_("The incident is still active."))
+    now = timezone.now()
+    incident.status = Incident.Status.OPEN
+    incident.escalation_round += 1
+    incident.resolved_at = None
+    incident.closed_at = None
+    incident.save()
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.REOPENED,
+        actor=actor,
+        at=now,
+        text=_("%(who)s reopened the incident (round %(round)s).%(reason)s")
+        % {
+            "who": _who(actor),
+            "round": incident.escalation_round,
+            "reason": f" {reason}" if reason else "",
+        },
+        data={"round": incident.escalation_round},
+    )
+    timer = escalation.first_level_timer(incident=incident, start=now)
+    if timer is not None:
+        timer.save()
+        escalation.enqueue_on_commit([timer])
+    return incident
+
+
+@transaction.atomic
+def role_assign(
+    *,
+    incident: Incident,
+    role: CrisisRole,
+    user: AbstractBaseUser,
+    actor: AbstractBaseUser | None = None,
+    now: datetime | None = None,
+) -> RoleAssignment:
+    """Hand a role to someone; the previous holder is relieved, never erased."""
+    now = now or timezone.now()
+    current = (
+        RoleAssignment.objects.select_for_update()
+        .filter(incident=incident, role=role, relieved_at__isnull=True)
+        .first()
+    )
+    if current is not None:
+        if current.user_id == user.pk:
+            return current
+        current.relieved_at = now
+        current.save(update_fields=["relieved_at"])
+    assignment = RoleAssignment.objects.create(
+        incident=incident, role=role, user=user, assumed_at=now, assigned_by=actor
+    )
+    Task.objects.filter(incident=incident, role=role, status=Task.Status.OPEN).update(assignee=user)
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.ROLE,
+        actor=actor,
+        at=now,
+        text=_("%(user)s is %(role)s%(prev)s.")
+        % {
+            "user": _who(user),
+            "role": role.name,
+            "prev": (_(" (taking over from %(p)s)") % {"p": _who(current.user)}) if current else "",
+        },
+        data={"role_id": role.pk, "user_id": user.pk},
+    )
+    return assignment
+
+
+@transaction.atomic
+def role_relieve(
+    *, incident: Incident, role: CrisisRole, actor: AbstractBaseUser | None = None
+) -> RoleAssignment | None:
+    current = (
+        RoleAssignment.objects.select_for_update()
+        .filter(incident=incident, role=role, relieved_at__isnull=True)
+        .first()
+    )
+    if current is None:
+        return None
+    current.relieved_at = timezone.now()
+    current.save(update_fields=["relieved_at"])
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.ROLE,
+        actor=actor,
+        text=_("%(user)s was relieved as %(role)s.")
+        % {"user": _who(current.user), "role": role.name},
+        data={"role_id": role.pk, "user_id": None, "relieved_user_id": current.user_id},
+    )
+    return current
+
+
+@transaction.atomic
+def task_complete(
+    *, task: Task, actor: AbstractBaseUser | None, skipped: bool = False, note: str = ""
+) -> Task:
+    claimed = Task.objects.filter(pk=task.pk, status=Task.Status.OPEN).update(
+        status=Task.Status.SKIPPED if skipped else Task.Status.DONE,
+        done_at=timezone.now(),
+        done_by=actor,
+    )
+    task.refresh_from_db()
+    if not claimed:
+        return task
+    Timer.objects.filter(task=task, state=Timer.State.PENDING).update(
+        state=Timer.State.CANCELLED, outcome="task finished"
+    )
+    verb = _("skipped") if skipped else _("completed")
+    timeline_add(
+        incident=task.incident,
+        kind=TimelineEntry.Kind.TASK,
+        actor=actor,
+        text=_("%(who)s %(verb)s “%(task)s”%(late)s.%(note)s")
+        % {
+            "who": _who(actor),
+            "verb": verb,
+            "task": task.title,
+            "late": _(" (late)") if task.is_late else "",
+            "note": f" {note}" if note else "",
+        },
+        data={"task_id": task.pk, "status": task.status, "late": task.is_late},
+    )
+    return task
+
+
+def note_add(
+    *,
+    incident: Incident,
+    actor: AbstractBaseUser | None,
+    text: str,
+    corrects: TimelineEntry | None = None,
+) -> TimelineEntry:
+    text = (text or "").strip()
+    if not text:
+        raise ValidationError({"text": _("A note needs some text.")})
+    if corrects is not None and corrects.incident_id != incident.pk:
+        raise ValidationError(
+            {"corrects": _("A correction must point at an entry of the same incident.")}
+        )
+    return timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.CORRECTION if corrects else TimelineEntry.Kind.NOTE,
+        actor=actor,
+        text=text,
+        corrects=corrects,
+    )

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core import signing
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from incidents import notify, services
+from incidents.models import Incident, Message, Notification
+from incidents.selectors import incident_messages
+from playbooks.models import Channel
+
+
+@require_http_methods(["GET", "POST"])
+def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
+    """The one-click acknowledge link from an on-call e-mail.
+
+    GET only shows a confirmation page: mail filters open links to scan them,
+    and a scanner must never acknowledge. The POST does it, once: the link is
+    bound to its notification (so to one person and one incident), signed,
+    expires, and is burned by a conditional update in the same transaction as
+    the acknowledgement.
+    """
+    try:
+        message_id = notify.ack_token_read(token)
+    except signing.SignatureExpired:
+        return _page(request, "expired", status=410)
+    except signing.BadSignature:
+        return _page(request, "invalid", status=404)
+    notification = (
+        Notification.objects.select_related("incident", "recipient", "incident__acknowledged_by")
+        .filter(message_id=message_id, incident__isnull=False, recipient__isnull=False)
+        .first()
+    )
+    if notification is None:
+        return _page(request, "invalid", status=404)
+    incident = notification.incident
+    if notification.ack_token_used_at is not None:
+        return _page(request, "used", notification=notification, status=410)
+    if incident.status != Incident.Status.OPEN:
+        return _page(request, "not_waiting", notification=notification)
+    if request.method == "GET":
+        return _page(request, "confirm", notification=notification)
+
+    with transaction.atomic():
+        burned = Notification.objects.filter(
+            pk=notification.pk, ack_token_used_at__isnull=True
+        ).update(ack_token_used_at=timezone.now())
+        if burned != 1:
+            return _page(request, "used", notification=notification, status=410)
+        acknowledged = services.incident_acknowledge(
+            incident=incident, actor=notification.recipient, via="e-mail link"
+        )
+    incident.refresh_from_db()
+    return _page(request, "done" if acknowledged else "not_waiting", notification=notification)
+
+
+def _page(request, state: str, *, notification: Notification | None = None, status: int = 200):
+    context = {
+        "state": state,
+        "notification": notification,
+        "incident": notification.incident if notification else None,
+    }
+    return render(request, "incidents/ack.html", context, status=status)
+
+
+@staff_member_required
+def communications(request: HttpRequest, reference: str) -> HttpResponse:
+    """The communications timeline of an incident, for the crisis team."""
+    incident = get_object_or_404(Incident, reference=reference)
+    filters = {k: request.GET.get(k, "") for k in ("audience", "channel", "status")}
+    messages = list(incident_messages(incident=incident, **filters))
+    audiences = {m.audience.slug: m.audience.name for m in incident_messages(incident=incident)}
+    return render(
+        request,
+        "incidents/communications.html",
+        {
+            "incident": incident,
+            "messages": messages,
+            "filters": filters,
+            "audiences": sorted(audiences.items(), key=lambda kv: kv[1]),
+            "channels": Channel.choices,
+            "statuses": Message.Status.choices,
+        },
+    )

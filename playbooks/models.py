@@ -1,0 +1,791 @@
+"""Preparedness: everything a crisis team sets up before a crisis.
+
+Risks, crisis roles, on-call rotations, stakeholders, and versioned playbooks
+with their steps, message templates, escalation levels and comms targets.
+Derived values (risk score, heat-map cell, next review date) are properties,
+never stored twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import zoneinfo
+from datetime import date, timedelta
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+ONE_TO_FIVE = [MinValueValidator(1), MaxValueValidator(5)]
+
+
+class Scenario(models.TextChoices):
+    """What kind of crisis: shared by risks, playbooks and (later) incidents."""
+
+    DATA_BREACH = "data_breach", _("Data breach")
+    SOCIAL_MEDIA_STORM = "social_media_storm", _("Social-media storm")
+    NEGATIVE_REVIEWS = "negative_reviews", _("Negative-review wave")
+    SERVICE_OUTAGE = "service_outage", _("Service outage")
+    PRODUCT_RECALL = "product_recall", _("Product recall")
+    LEGAL_REGULATORY = "legal_regulatory", _("Legal / regulatory")
+    OTHER = "other", _("Other")
+
+
+class SurfaceChannel(models.TextChoices):
+    """Where a crisis would first surface and spread."""
+
+    SOCIAL_MEDIA = "social_media", _("Social media")
+    REVIEW_SITES = "review_sites", _("Review sites")
+    NEWS_MEDIA = "news_media", _("News media")
+    FORUMS = "forums", _("Forums and communities")
+    SEARCH = "search", _("Search results")
+    WEBSITE = "website", _("Own website / app")
+    CUSTOMER_SUPPORT = "customer_support", _("Customer support")
+    INTERNAL = "internal", _("Employees / internal")
+    REGULATORS = "regulators", _("Regulators")
+
+
+class Channel(models.TextChoices):
+    """How CrisisDesk speaks to an audience."""
+
+    EMAIL = "email", _("E-mail")
+    SOCIAL_POST = "social_post", _("Social-media post")
+    PRESS_RELEASE = "press_release", _("Press release")
+    WEBSITE = "website", _("Website / status note")
+    INTERNAL = "internal", _("Internal announcement")
+    PHONE_SCRIPT = "phone_script", _("Phone script")
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(
+            _("“%(value)s” is not a time zone name such as Europe/Budapest."),
+            params={"value": value},
+        ) from None
+
+
+def language_choices() -> list[tuple[str, str]]:
+    return [(code, name) for code, name in settings.LANGUAGES]
+
+
+def validate_choices_list(values, choices, field: str) -> None:
+    if not isinstance(values, list):
+        raise ValidationError({field: _("Expected a list.")})
+    allowed = {value for value, _label in choices}
+    unknown = [v for v in values if v not in allowed]
+    if unknown:
+        raise ValidationError(
+            {field: _("Unknown value(s): %(values)s.") % {"values": ", ".join(map(str, unknown))}}
+        )
+
+
+class CrisisRole(models.Model):
+    slug = models.SlugField(_("key"), max_length=50, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    responsibilities = models.TextField(_("responsibilities"), blank=True)
+    sort_order = models.PositiveSmallIntegerField(_("order"), default=0)
+    can_approve_messages = models.BooleanField(
+        _("approves outbound messages"),
+        default=False,
+        help_text=_("Holders may approve messages for release (one voice)."),
+    )
+    holders = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("team members"),
+        related_name="crisis_roles",
+        blank=True,
+    )
+
+    class Meta:
+        ordering = ("sort_order", "name")
+        verbose_name = _("crisis role")
+        verbose_name_plural = _("crisis roles")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Playbook(models.Model):
+    """One version of a playbook.
+
+    Versions of the same playbook share a ``key``. A draft may be edited; a
+    published or retired version is frozen (services and the admin refuse to
+    change it), so an incident that runs version 3 keeps running version 3
+    while version 4 is drafted.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        PUBLISHED = "published", _("Published")
+        RETIRED = "retired", _("Retired")
+
+    key = models.SlugField(_("key"), max_length=80, help_text=_("Shared by all versions."))
+    version = models.PositiveIntegerField(_("version"), default=1)
+    title = models.CharField(_("title"), max_length=200)
+    scenario = models.CharField(_("scenario"), max_length=32, choices=Scenario.choices)
+    summary = models.TextField(_("summary"), blank=True)
+    severity_guidance = models.TextField(_("severity guidance"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
+    )
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_playbooks",
+    )
+    review_cycle_days = models.PositiveIntegerField(
+        _("review cycle (days)"), default=180, validators=[MinValueValidator(1)]
+    )
+    last_reviewed_on = models.DateField(_("last reviewed"), null=True, blank=True)
+    first_statement_minutes = models.PositiveIntegerField(
+        _("first public statement due (minutes)"),
+        default=60,
+        validators=[MinValueValidator(1)],
+        help_text=_("Minutes after opening by which the first public statement must be out."),
+    )
+    escalation_repeat_count = models.PositiveSmallIntegerField(
+        _("escalation repeats"),
+        default=0,
+        help_text=_("How many times the escalation levels run again after the last one."),
+    )
+    published_at = models.DateTimeField(_("published at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ("title", "-version")
+        verbose_name = _("playbook")
+        verbose_name_plural = _("playbooks")
+        constraints = [
+            models.UniqueConstraint(fields=("key", "version"), name="playbook_key_version_unique"),
+            # Incidents open from "the" published version of a playbook: there is one.
+            models.UniqueConstraint(
+                fields=("key",),
+                condition=Q(status="published"),
+                name="playbook_one_published_per_key",
+            ),
+            models.CheckConstraint(
+                condition=Q(published_at__isnull=False) | Q(status="draft"),
+                name="playbook_published_has_time",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} (v{self.version})"
+
+    @property
+    def is_frozen(self) -> bool:
+        return self.status != self.Status.DRAFT
+
+    @property
+    def next_review_on(self) -> date | None:
+        start = self.last_reviewed_on or (self.published_at.date() if self.published_at else None)
+        if start is None:
+            return None
+        return start + timedelta(days=self.review_cycle_days)
+
+    @property
+    def review_overdue(self) -> bool:
+        due = self.next_review_on
+        return self.status == self.Status.PUBLISHED and (due is None or due < timezone.localdate())
+
+    @property
+    def acknowledge_minutes(self) -> float | None:
+        """Time to acknowledge the playbook expects: the first escalation level's delay."""
+        first = self.escalation_levels.order_by("position").first()
+        return first.delay_seconds / 60 if first else None
+
+
+class Phase(models.TextChoices):
+    DETECT = "detect", _("Detect")
+    ASSESS = "assess", _("Assess")
+    CONTAIN = "contain", _("Contain")
+    COMMUNICATE = "communicate", _("Communicate")
+    RECOVER = "recover", _("Recover")
+    LEARN = "learn", _("Learn")
+
+
+class PlaybookStep(models.Model):
+    Phase = Phase
+
+    playbook = models.ForeignKey(
+        Playbook, verbose_name=_("playbook"), on_delete=models.CASCADE, related_name="steps"
+    )
+    position = models.PositiveIntegerField(_("position"))
+    phase = models.CharField(_("phase"), max_length=16, choices=Phase.choices)
+    title = models.CharField(_("title"), max_length=200)
+    instructions = models.TextField(_("instructions"), blank=True)
+    role = models.ForeignKey(
+        CrisisRole,
+        verbose_name=_("responsible role"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="playbook_steps",
+    )
+    due_offset_minutes = models.PositiveIntegerField(_("due (minutes after opening)"), default=0)
+
+    class Meta:
+        ordering = ("playbook", "position")
+        verbose_name = _("playbook step")
+        verbose_name_plural = _("playbook steps")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("playbook", "position"), name="playbookstep_position_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.title}"
+
+
+class StakeholderGroup(models.Model):
+    class Kind(models.TextChoices):
+        CUSTOMERS = "customers", _("Customers")
+        EMPLOYEES = "employees", _("Employees")
+        MEDIA = "media", _("Media")
+        INVESTORS = "investors", _("Investors")
+        REGULATORS = "regulators", _("Regulators")
+        PARTNERS = "partners", _("Partners")
+        OTHER = "other", _("Other")
+
+    slug = models.SlugField(_("key"), max_length=50, unique=True)
+    name = models.CharField(_("name"), max_length=120)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    priority = models.PositiveSmallIntegerField(
+        _("priority"), default=3, validators=ONE_TO_FIVE, help_text=_("1 = told first.")
+    )
+    preferred_channels = models.JSONField(_("preferred channels"), default=list, blank=True)
+    default_language = models.CharField(
+        _("default language"), max_length=8, choices=language_choices, default="en"
+    )
+    description = models.TextField(_("description"), blank=True)
+
+    class Meta:
+        ordering = ("priority", "name")
+        verbose_name = _("stakeholder group")
+        verbose_name_plural = _("stakeholder groups")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(priority__gte=1, priority__lte=5),
+                name="stakeholdergroup_priority_1_5",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        validate_choices_list(self.preferred_channels, Channel.choices, "preferred_channels")
+
+
+class Stakeholder(models.Model):
+    group = models.ForeignKey(
+        StakeholderGroup,
+        verbose_name=_("group"),
+        on_delete=models.CASCADE,
+        related_name="contacts",
+    )
+    name = models.CharField(_("name"), max_length=200)
+    organisation = models.CharField(_("organisation"), max_length=200, blank=True)
+    email = models.EmailField(_("e-mail"), blank=True)
+    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        choices=language_choices,
+        blank=True,
+        help_text=_("Empty: the group's default language."),
+    )
+    notes = models.TextField(_("notes"), blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("group", "name")
+        verbose_name = _("stakeholder contact")
+        verbose_name_plural = _("stakeholder contacts")
+        constraints = [
+            # One contact per address in a group: imports de-duplicate on it.
+            models.UniqueConstraint(
+                Lower("email"),
+                "group",
+                condition=~Q(email=""),
+                name="stakeholder_group_email_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.email}>" if self.email else self.name
+
+    @property
+    def effective_language(self) -> str:
+        return self.language or self.group.default_language
+
+
+class MessageTemplate(models.Model):
+    """A pre-approved message with ``{placeholders}`` filled from the incident."""
+
+    # Facts an incident can supply. A placeholder outside this list is refused
+    # when the template is saved or imported, never discovered mid-crisis.
+    PLACEHOLDERS: dict[str, str] = {
+        "company": _("Company name"),
+        "incident_title": _("Incident title"),
+        "incident_reference": _("Incident reference, e.g. INC-2026-0042"),
+        "severity": _("Severity"),
+        "detected_at": _("When the problem was detected"),
+        "opened_at": _("When the incident was opened"),
+        "now": _("Time of sending"),
+        "next_update_at": _("When the next update will be published"),
+        "spokesperson": _("Name of the spokesperson"),
+        "contact_channel": _("Private channel for affected people (e-mail or phone)"),
+        "status_page_url": _("Address of the status or update page"),
+        "affected": _("Who or what is affected"),
+        "what_happened": _("Short factual description"),
+        "what_we_do": _("What we are doing about it"),
+        "what_you_can_do": _("What the reader can do"),
+        "recipient_name": _("Recipient's name (personal greeting)"),
+    }
+
+    playbook = models.ForeignKey(
+        Playbook, verbose_name=_("playbook"), on_delete=models.CASCADE, related_name="templates"
+    )
+    name = models.CharField(_("name"), max_length=200)
+    audience = models.ForeignKey(
+        StakeholderGroup,
+        verbose_name=_("audience"),
+        on_delete=models.PROTECT,
+        related_name="templates",
+    )
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    language = models.CharField(_("language"), max_length=8, choices=language_choices, default="en")
+    subject = models.CharField(_("subject"), max_length=300, blank=True)
+    body = models.TextField(_("body"))
+
+    class Meta:
+        ordering = ("playbook", "audience", "channel", "language")
+        verbose_name = _("message template")
+        verbose_name_plural = _("message templates")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("playbook", "name", "language"), name="messagetemplate_name_lang_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} [{self.language}]"
+
+    @classmethod
+    def placeholders_in(cls, text: str) -> list[str]:
+        """Field names used in ``text``; raises ValueError for malformed braces."""
+        names = []
+        for _literal, field, spec, conversion in string.Formatter().parse(text):
+            if field is None:
+                continue
+            if field == "" or not field.isidentifier() or spec or conversion:
+                raise ValueError(
+                    _("“{%(field)s}” is not a placeholder: use {name} with no format or index.")
+                    % {"field": field}
+                )
+            names.append(field)
+        return names
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        for field in ("subject", "body"):
+            try:
+                used = self.placeholders_in(getattr(self, field) or "")
+            except ValueError as exc:
+                errors[field] = [str(exc)]
+                continue
+            unknown = sorted(set(used) - set(self.PLACEHOLDERS))
+            if unknown:
+                errors[field] = [
+                    _("Unknown placeholder(s): %(names)s. Known: %(known)s.")
+                    % {
+                        "names": ", ".join("{%s}" % n for n in unknown),
+                        "known": ", ".join("{%s}" % n for n in self.PLACEHOLDERS),
+                    }
+                ]
+        if errors:
+            raise ValidationError(errors)
+
+
+class OnCallRotation(models.Model):
+    """Who holds a crisis role when.
+
+    Members take turns in ``position`` order, handing off every
+    ``handoff_hours`` of *local wall-clock time* in ``timezone`` from
+    ``starts_at``: a daily 09:00 hand-off stays at 09:00 across daylight-saving
+    changes. Overrides replace the scheduled holder for a time range.
+    """
+
+    name = models.CharField(_("name"), max_length=120)
+    role = models.ForeignKey(
+        CrisisRole, verbose_name=_("role"), on_delete=models.CASCADE, related_name="rotations"
+    )
+    priority = models.PositiveSmallIntegerField(
+        _("priority"),
+        default=1,
+        help_text=_("When a role has several rotations, 1 is asked first."),
+    )
+    starts_at = models.DateTimeField(_("first hand-off"))
+    handoff_hours = models.PositiveIntegerField(
+        _("hand-off every (hours)"), default=168, validators=[MinValueValidator(1)]
+    )
+    timezone = models.CharField(
+        _("time zone"), max_length=64, default="UTC", validators=[validate_timezone]
+    )
+    is_active = models.BooleanField(_("active"), default=True)
+    ical_token = models.CharField(
+        _("calendar feed token"),
+        max_length=64,
+        unique=True,
+        default=secrets.token_urlsafe,
+        editable=False,
+    )
+
+    class Meta:
+        ordering = ("role", "priority", "name")
+        verbose_name = _("on-call rotation")
+        verbose_name_plural = _("on-call rotations")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(handoff_hours__gte=1), name="rotation_handoff_positive"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RotationMember(models.Model):
+    rotation = models.ForeignKey(
+        OnCallRotation, verbose_name=_("rotation"), on_delete=models.CASCADE, related_name="members"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="rotation_memberships",
+    )
+    position = models.PositiveIntegerField(_("position"))
+
+    class Meta:
+        ordering = ("rotation", "position")
+        verbose_name = _("rotation member")
+        verbose_name_plural = _("rotation members")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("rotation", "position"), name="rotationmember_position_unique"
+            ),
+            models.UniqueConstraint(fields=("rotation", "user"), name="rotationmember_user_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.user}"
+
+
+class RotationOverride(models.Model):
+    rotation = models.ForeignKey(
+        OnCallRotation,
+        verbose_name=_("rotation"),
+        on_delete=models.CASCADE,
+        related_name="overrides",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("stands in"),
+        on_delete=models.CASCADE,
+        related_name="rotation_overrides",
+    )
+    starts_at = models.DateTimeField(_("from"))
+    ends_at = models.DateTimeField(_("until"))
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ("rotation", "starts_at")
+        verbose_name = _("rotation override")
+        verbose_name_plural = _("rotation overrides")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ends_at__gt=models.F("starts_at")), name="override_ends_after_start"
+            ),
+        ]
+        indexes = [
+            # Serves "which override covers instant t" in playbooks/oncall.py.
+            models.Index(
+                fields=("rotation", "starts_at", "ends_at"), name="override_rotation_range_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.starts_at:%Y-%m-%d %H:%M} – {self.ends_at:%Y-%m-%d %H:%M})"
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": _("The override must end after it starts.")})
+
+
+class EscalationLevel(models.Model):
+    """One level of a playbook's escalation policy.
+
+    Level 1 pages ``delay_seconds`` after the incident opens; each later level
+    pages its delay after the previous one, as long as nobody has acknowledged.
+    Whom to page is decided when the level fires, never when the incident opens.
+    """
+
+    class Target(models.TextChoices):
+        ROLE_ON_CALL = "role", _("On-call holder of a role")
+        USERS = "users", _("Named users")
+        ROTATION = "rotation", _("On-call holder of a rotation")
+
+    playbook = models.ForeignKey(
+        Playbook,
+        verbose_name=_("playbook"),
+        on_delete=models.CASCADE,
+        related_name="escalation_levels",
+    )
+    position = models.PositiveIntegerField(_("level"))
+    delay_seconds = models.PositiveIntegerField(
+        _("delay (seconds)"),
+        help_text=_("After the incident opens (level 1) or after the previous level."),
+    )
+    target = models.CharField(_("page"), max_length=16, choices=Target.choices)
+    role = models.ForeignKey(
+        CrisisRole,
+        verbose_name=_("role"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="escalation_levels",
+    )
+    rotation = models.ForeignKey(
+        OnCallRotation,
+        verbose_name=_("rotation"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="escalation_levels",
+    )
+    users = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("users"),
+        blank=True,
+        related_name="escalation_levels",
+    )
+
+    class Meta:
+        ordering = ("playbook", "position")
+        verbose_name = _("escalation level")
+        verbose_name_plural = _("escalation levels")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("playbook", "position"), name="escalationlevel_position_unique"
+            ),
+            models.CheckConstraint(
+                condition=(
+                    Q(target="role", role__isnull=False, rotation__isnull=True)
+                    | Q(target="rotation", rotation__isnull=False, role__isnull=True)
+                    | Q(target="users", role__isnull=True, rotation__isnull=True)
+                ),
+                name="escalationlevel_target_matches",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return _("Level %(n)s") % {"n": self.position}
+
+    def clean(self) -> None:
+        if self.target == self.Target.ROLE_ON_CALL and not self.role_id:
+            raise ValidationError({"role": _("Choose the role whose on-call holder is paged.")})
+        if self.target == self.Target.ROTATION and not self.rotation_id:
+            raise ValidationError({"rotation": _("Choose the rotation to page.")})
+        if self.target != self.Target.ROLE_ON_CALL and self.role_id:
+            raise ValidationError({"role": _("Only a role target names a role.")})
+        if self.target != self.Target.ROTATION and self.rotation_id:
+            raise ValidationError({"rotation": _("Only a rotation target names a rotation.")})
+
+
+class UpdateCadence(models.Model):
+    """How often an audience hears from us while the incident is open."""
+
+    playbook = models.ForeignKey(
+        Playbook, verbose_name=_("playbook"), on_delete=models.CASCADE, related_name="cadences"
+    )
+    audience = models.ForeignKey(
+        StakeholderGroup,
+        verbose_name=_("audience"),
+        on_delete=models.PROTECT,
+        related_name="cadences",
+    )
+    every_minutes = models.PositiveIntegerField(
+        _("update every (minutes)"), validators=[MinValueValidator(1)]
+    )
+
+    class Meta:
+        ordering = ("playbook", "audience")
+        verbose_name = _("update cadence")
+        verbose_name_plural = _("update cadences")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("playbook", "audience"), name="cadence_audience_unique"
+            ),
+            models.CheckConstraint(condition=Q(every_minutes__gte=1), name="cadence_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return _("%(audience)s every %(n)s min") % {
+            "audience": self.audience,
+            "n": self.every_minutes,
+        }
+
+
+class Risk(models.Model):
+    class Status(models.TextChoices):
+        IDENTIFIED = "identified", _("Identified")
+        MITIGATING = "mitigating", _("Being mitigated")
+        ACCEPTED = "accepted", _("Accepted")
+        CLOSED = "closed", _("Closed")
+
+    Category = Scenario
+
+    title = models.CharField(_("title"), max_length=200)
+    category = models.CharField(_("category"), max_length=32, choices=Scenario.choices)
+    description = models.TextField(_("description"), blank=True)
+    likelihood = models.PositiveSmallIntegerField(_("likelihood"), validators=ONE_TO_FIVE)
+    impact = models.PositiveSmallIntegerField(_("impact"), validators=ONE_TO_FIVE)
+    velocity = models.PositiveSmallIntegerField(
+        _("velocity"), validators=ONE_TO_FIVE, help_text=_("How fast it would spread: 5 = hours.")
+    )
+    channels = models.JSONField(_("channels where it would surface"), default=list, blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="owned_risks",
+    )
+    mitigations = models.TextField(_("mitigations"), blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.IDENTIFIED
+    )
+    playbook = models.ForeignKey(
+        Playbook,
+        verbose_name=_("playbook"),
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="risks",
+    )
+    next_review_on = models.DateField(_("next review"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        ordering = ("-likelihood", "-impact", "title")
+        verbose_name = _("risk")
+        verbose_name_plural = _("risks")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(likelihood__gte=1, likelihood__lte=5), name="risk_likelihood_1_5"
+            ),
+            models.CheckConstraint(
+                condition=Q(impact__gte=1, impact__lte=5), name="risk_impact_1_5"
+            ),
+            models.CheckConstraint(
+                condition=Q(velocity__gte=1, velocity__lte=5), name="risk_velocity_1_5"
+            ),
+        ]
+        indexes = [
+            # Serves the heat map: counts per (likelihood, impact) cell of open risks.
+            models.Index(fields=("likelihood", "impact"), name="risk_heatmap_cell_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def score(self) -> int:
+        """Likelihood × impact, 1–25: the heat-map axis product."""
+        return self.likelihood * self.impact
+
+    @property
+    def heat_cell(self) -> tuple[int, int]:
+        return (self.likelihood, self.impact)
+
+    @property
+    def rating(self) -> str:
+        """Low / medium / high / critical band of the score, as the heat map colours it."""
+        return rating_for(self.score)
+
+    @property
+    def review_overdue(self) -> bool:
+        return (
+            self.status != self.Status.CLOSED
+            and self.next_review_on is not None
+            and self.next_review_on < timezone.localdate()
+        )
+
+    @property
+    def current_playbook(self) -> Playbook | None:
+        """The published version of the linked playbook, which may be newer than the link."""
+        if self.playbook is None:
+            return None
+        return (
+            Playbook.objects.filter(key=self.playbook.key, status=Playbook.Status.PUBLISHED).first()
+            or self.playbook
+        )
+
+    def clean(self) -> None:
+        validate_choices_list(self.channels, SurfaceChannel.choices, "channels")
+
+
+def rating_for(score: int) -> str:
+    if score >= 15:
+        return "critical"
+    if score >= 10:
+        return "high"
+    if score >= 5:
+        return "medium"
+    return "low"
+
+
+class ReviewReminder(models.Model):
+    """One row per person and day a review reminder went out.
+
+    The daily beat task claims the row before sending, so a second run on the
+    same day (two schedulers, a retried task) sends nothing twice.
+    """
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="review_reminders",
+    )
+    sent_on = models.DateField(_("sent on"))
+    items = models.PositiveIntegerField(_("items due"), default=0)
+
+    class Meta:
+        ordering = ("-sent_on",)
+        verbose_name = _("review reminder")
+        verbose_name_plural = _("review reminders")
+        constraints = [
+            models.UniqueConstraint(fields=("user", "sent_on"), name="reviewreminder_once_a_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.sent_on}"

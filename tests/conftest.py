@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from tests.factories import UserFactory
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def need(condition: bool, message: str) -> None:
+    """Skip on a developer's machine, fail under CI: a missing service is never a pass there."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required by CI: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _mail_and_data_isolated(settings, tmp_path):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.EMAIL_FILE_PATH = tmp_path / "mail"
+
+
+@pytest.fixture
+def superuser(db):
+    return UserFactory(username="root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def admin_client(client, superuser):
+    client.force_login(superuser)
+    return client
+
+
+@pytest.fixture
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    need(path is not None, "headless Chromium is not installed (Debian: apt-get install chromium)")
+    return path  # type: ignore[return-value]
+
+
+def _broker_reachable(url: str) -> bool:
+    if not url.startswith(("redis://", "rediss://")):
+        return True
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture
+def smtp_server():
+    from tests.realstack import SmtpSink
+
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def beat_factory(tmp_path, transactional_db):
+    """Start real Celery beat schedulers (sweep every second); stopped after the test."""
+    from tests.realstack import make_beat
+
+    started = []
+
+    def start(*, name="beat1", sweep_seconds=1):
+        process = make_beat(
+            tmp_path, name=name, extra_env={"CRISISDESK_SWEEP_SECONDS": str(sweep_seconds)}
+        ).start()
+        started.append(process)
+        process.wait_ready(marker="beat: Starting")
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture
+def worker_factory(tmp_path, settings, transactional_db):
+    """Start real Celery workers; every one started is stopped after the test."""
+    from tests.realstack import make_worker
+
+    need(
+        _broker_reachable(settings.CELERY_BROKER_URL),
+        f"the Celery broker at {settings.CELERY_BROKER_URL} is not reachable",
+    )
+    started = []
+
+    def start(*, smtp=None, name="w1", ready=True, **kwargs):
+        process = make_worker(tmp_path, smtp=smtp, name=name, **kwargs).start()
+        started.append(process)
+        if ready:
+            process.wait_ready()
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_stray_database_sessions(django_db_setup, django_db_blocker):
+    """Let the test database be dropped even if a killed worker's session lingers on PostgreSQL."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )

@@ -1,0 +1,199 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from incidents import escalation, notify
+from incidents import services as incident_services
+from playbooks import services as playbook_services
+from playbooks.models import (
+    EscalationLevel,
+    MessageTemplate,
+    Phase,
+    RotationMember,
+    Stakeholder,
+    UpdateCadence,
+)
+from tests.factories import (
+    CrisisRoleFactory,
+    EscalationLevelFactory,
+    MessageTemplateFactory,
+    OnCallRotationFactory,
+    PlaybookFactory,
+    PlaybookStepFactory,
+    StakeholderGroupFactory,
+    UserFactory,
+)
+
+
+def on_call(role, *users):
+    """A rotation for `role` whose first member holds it now (daily hand-off, started 1 h ago)."""
+    rotation = OnCallRotationFactory(
+        role=role, starts_at=timezone.now() - dt.timedelta(hours=1), handoff_hours=24
+    )
+    for position, user in enumerate(users, start=1):
+        RotationMember.objects.create(rotation=rotation, user=user, position=position)
+    return rotation
+
+
+@pytest.fixture
+def team(db):
+    roles = {
+        slug: CrisisRoleFactory(slug=slug, name=slug.replace("-", " ").capitalize())
+        for slug in ("crisis-manager", "communications-lead", "technical-lead", "executive-sponsor")
+    }
+    people = {
+        "noa": UserFactory(
+            username="noa", first_name="נועה", last_name="לוי", email="noa@example.test"
+        ),
+        "eszter": UserFactory(
+            username="eszter", first_name="Eszter", last_name="Kovács", email="eszter@example.test"
+        ),
+        "eleni": UserFactory(
+            username="eleni",
+            first_name="Ελένη",
+            last_name="Παπαδοπούλου",
+            email="eleni@example.test",
+        ),
+        "exec": UserFactory(
+            username="exec", first_name="Dana", last_name="Exec", email="exec@example.test"
+        ),
+    }
+    on_call(roles["crisis-manager"], people["noa"])
+    on_call(roles["communications-lead"], people["eszter"])
+    on_call(roles["technical-lead"], people["eleni"])
+    on_call(roles["executive-sponsor"], people["exec"])
+    return {"roles": roles, "people": people}
+
+
+@pytest.fixture
+def make_playbook(team):
+    def make(
+        delays=(60, 120, 180),
+        targets=("crisis-manager", "technical-lead", "executive-sponsor"),
+        repeat=0,
+        **kwargs,
+    ):
+        playbook = PlaybookFactory(escalation_repeat_count=repeat, **kwargs)
+        PlaybookStepFactory(
+            playbook=playbook,
+            position=1,
+            phase=Phase.DETECT,
+            role=team["roles"]["crisis-manager"],
+            due_offset_minutes=0,
+        )
+        PlaybookStepFactory(
+            playbook=playbook,
+            position=2,
+            phase=Phase.COMMUNICATE,
+            role=team["roles"]["communications-lead"],
+            due_offset_minutes=30,
+        )
+        MessageTemplateFactory(playbook=playbook)
+        for position, (delay, slug) in enumerate(zip(delays, targets, strict=True), start=1):
+            EscalationLevelFactory(
+                playbook=playbook,
+                position=position,
+                delay_seconds=delay,
+                target=EscalationLevel.Target.ROLE_ON_CALL,
+                role=team["roles"][slug],
+            )
+        return playbook_services.playbook_publish(playbook=playbook)
+
+    return make
+
+
+@pytest.fixture
+def broker_calls(monkeypatch):
+    """Unit tests record what would go to the broker instead of sending it."""
+    from incidents import tasks
+
+    calls = []
+    monkeypatch.setattr(
+        tasks.fire_timer,
+        "apply_async",
+        lambda args, eta=None, **kw: calls.append(("fire", args[0], eta)),
+    )
+    monkeypatch.setattr(
+        tasks.deliver_notification,
+        "apply_async",
+        lambda args, eta=None, **kw: calls.append(("deliver", args[0], eta)),
+    )
+    monkeypatch.setattr(
+        tasks.deliver_notification, "delay", lambda pk: calls.append(("deliver", pk, None))
+    )
+    return calls
+
+
+FACTS = {
+    "what_happened": "card data of 1,200 customers was exposed",
+    "what_we_do": "blocking the cards",
+    "what_you_can_do": "watch your statements",
+    "affected": "some customers",
+}
+
+
+@pytest.fixture
+def comms_desk(team, make_playbook, settings):
+    """An incident with customers in three languages, templates in three, and an approver."""
+    settings.CRISISDESK_CONTACT_CHANNEL = "help@example.test"
+    settings.CRISISDESK_STATUS_PAGE_URL = "https://status.example.test"
+    playbook = make_playbook()
+    customers = StakeholderGroupFactory(slug="customers", name="Customers", default_language="en")
+    employees = StakeholderGroupFactory(slug="employees", name="Employees", kind="employees")
+    UpdateCadence.objects.create(playbook=playbook, audience=customers, every_minutes=60)
+    template = MessageTemplate.objects.create(
+        playbook=playbook,
+        name="Notice",
+        audience=customers,
+        channel="email",
+        language="en",
+        subject="{incident_reference}: {incident_title}",
+        body="Dear {recipient_name}, {what_happened}. We are {what_we_do}. Ask us at {contact_channel}.",
+    )
+    MessageTemplate.objects.create(
+        playbook=playbook,
+        name="Notice",
+        audience=customers,
+        channel="email",
+        language="he",
+        subject="{incident_reference}: עדכון",
+        body="{recipient_name} שלום, {what_happened}. אנחנו {what_we_do}.",
+    )
+    MessageTemplate.objects.create(
+        playbook=playbook,
+        name="Notice",
+        audience=customers,
+        channel="email",
+        language="el",
+        subject="{incident_reference}: ενημέρωση",
+        body="Αγαπητέ/ή {recipient_name}, {what_happened}. Εμείς: {what_we_do}.",
+    )
+    for name, email, language in [
+        ("Anna", "anna@example.test", ""),
+        ("יוסי", "yossi@example.test", "he"),
+        ("Ελένη", "eleni.c@example.test", "el"),
+        ("Péter", "peter@example.test", "hu"),
+    ]:
+        Stakeholder.objects.create(group=customers, name=name, email=email, language=language)
+    Stakeholder.objects.create(group=employees, name="All staff", email="staff@example.test")
+    legal = CrisisRoleFactory(slug="legal-counsel", name="Legal counsel", can_approve_messages=True)
+    lawyer = UserFactory(username="lawyer", email="lawyer@example.test")
+    legal.holders.add(lawyer)
+    team["roles"]["crisis-manager"].holders.add(team["people"]["noa"])
+    incident = incident_services.incident_open(
+        title="Kártyaadatok kiszivárogtak", severity=1, playbook=playbook
+    )
+    return {
+        "incident": incident,
+        "template": template,
+        "customers": customers,
+        "employees": employees,
+        "lawyer": lawyer,
+        **team["people"],
+    }
+
+
+__all__ = ["escalation", "notify", "on_call"]

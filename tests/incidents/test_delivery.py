@@ -1,0 +1,98 @@
+"""Outbox delivery: claims, stable Message-ID, transient retries and permanent failures."""
+
+from __future__ import annotations
+
+import smtplib
+
+import pytest
+import time_machine
+from django.core import mail
+from django.utils import timezone
+
+from incidents import escalation, notify, services
+from incidents.models import Notification, Timer
+
+pytestmark = pytest.mark.django_db
+
+
+class FlakyBackend:
+    """An e-mail backend that raises the error it is given, then delivers."""
+
+    errors: list[Exception] = []
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def send_messages(self, messages):
+        if FlakyBackend.errors:
+            raise FlakyBackend.errors.pop(0)
+        mail.outbox.extend(messages)
+        return len(messages)
+
+
+@pytest.fixture
+def queued(team, make_playbook, broker_calls, settings, monkeypatch):
+    settings.EMAIL_BACKEND = "tests.incidents.test_delivery.FlakyBackend"
+    FlakyBackend.errors = []
+    monkeypatch.setattr(notify, "deliver_now", lambda ids: None)  # deliver by hand below
+    incident = services.incident_open(title="Outage", playbook=make_playbook())
+    level1 = Timer.objects.get(incident=incident, kind="escalation", level=1)
+    with time_machine.travel(level1.due_at, tick=False):
+        escalation.timer_fire(timer_id=level1.pk)
+    # Fired in the (travelled-to) future; deliver from the real present.
+    Notification.objects.update(next_attempt_at=timezone.now(), created_at=timezone.now())
+    return Notification.objects.get(incident=incident)
+
+
+def test_it_retries_a_transient_failure_with_back_off_and_records_each_attempt(
+    queued, broker_calls
+):
+    FlakyBackend.errors = [ConnectionRefusedError(111, "Connection refused")]
+    result = notify.notification_deliver(notification_id=queued.pk)
+    assert "will retry" in result
+    queued.refresh_from_db()
+    assert queued.status == "queued" and queued.attempts == 1
+    assert "Connection refused" in queued.last_error
+    assert queued.next_attempt_at > queued.created_at
+    assert ("deliver", queued.pk, queued.next_attempt_at) in broker_calls
+
+    # Not due yet: a duplicate task does nothing.
+    assert "not queued or not due" in notify.notification_deliver(notification_id=queued.pk)
+    with time_machine.travel(queued.next_attempt_at, tick=False):
+        assert notify.notification_deliver(notification_id=queued.pk).endswith("sent")
+    queued.refresh_from_db()
+    assert queued.status == "sent" and queued.attempts == 2
+    assert [a.ok for a in queued.delivery_attempts.order_by("at")] == [False, True]
+    assert len(mail.outbox) == 1 and mail.outbox[0].extra_headers["Message-ID"] == queued.message_id
+
+
+def test_it_records_a_permanently_refused_address_and_the_escalation_goes_on(queued):
+    FlakyBackend.errors = [
+        smtplib.SMTPRecipientsRefused({queued.to_email: (550, b"5.1.1 No such user")})
+    ]
+    result = notify.notification_deliver(notification_id=queued.pk)
+    assert "failed permanently" in result
+    queued.refresh_from_db()
+    assert queued.status == "failed" and "No such user" in queued.last_error
+    assert queued.incident.timeline.filter(kind="delivery").exists()
+    assert Timer.objects.filter(incident=queued.incident, level=2, state="pending").exists()
+
+
+def test_it_treats_a_4xx_refusal_as_transient(queued):
+    FlakyBackend.errors = [smtplib.SMTPRecipientsRefused({queued.to_email: (451, b"try later")})]
+    assert "will retry" in notify.notification_deliver(notification_id=queued.pk)
+
+
+def test_the_sweep_requeues_a_delivery_whose_process_died_mid_send(queued, broker_calls):
+    # A worker claimed it and died: it stays "sending" until its lease runs out.
+    Notification.objects.filter(pk=queued.pk).update(
+        status="sending", lease_until=timezone.now() + notify.LEASE, attempts=1
+    )
+    escalation.sweep()
+    assert Notification.objects.get(pk=queued.pk).status == "sending"
+    with time_machine.travel(timezone.now() + notify.LEASE + notify.LEASE, tick=False):
+        escalation.sweep()
+        queued.refresh_from_db()
+        assert queued.status == "queued"
+        assert notify.notification_deliver(notification_id=queued.pk).endswith("sent")
+    assert mail.outbox[-1].extra_headers["Message-ID"] == queued.message_id

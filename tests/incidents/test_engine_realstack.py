@@ -1,0 +1,50 @@
+"""The escalation engine on real parts: a Celery worker and beat on the configured broker
+(filesystem or Redis), the test database (SQLite file or PostgreSQL) and an SMTP server."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from incidents import services
+from incidents.models import Timer
+from tests.realstack import eventually
+
+pytestmark = pytest.mark.services
+
+
+def escalation_mails(smtp, incident):
+    return [r for r in smtp.received if incident.reference in r.message["Subject"]]
+
+
+def test_it_pages_each_level_on_time_and_stops_at_acknowledgement(
+    team, make_playbook, worker_factory, beat_factory, smtp_server
+):
+    playbook = make_playbook(delays=(2, 2, 3))
+    worker = worker_factory(smtp=smtp_server)
+    beat_factory()
+
+    incident = services.incident_open(
+        title="Szolgáltatáskiesés: a fizetés nem működik", severity=1, playbook=playbook
+    )
+    t0 = incident.opened_at.timestamp()
+
+    first_two = smtp_server.wait_for(2, timeout=30)
+    assert len(first_two) == 2, worker.log()
+    assert [r.rcpt_tos for r in first_two] == [["noa@example.test"], ["eleni@example.test"]]
+    assert "level 1, not acknowledged" in first_two[0].message["Subject"]
+    assert "Szolgáltatáskiesés: a fizetés nem működik" in first_two[0].message["Subject"]
+    # On time: level 1 at +2 s, level 2 at +4 s (allowing for process start-up jitter).
+    assert 2 <= first_two[0].at - t0 < 4
+    assert 4 <= first_two[1].at - t0 < 6.5
+
+    services.incident_acknowledge(incident=incident, actor=team["people"]["eleni"])
+    level3 = Timer.objects.get(incident=incident, kind="escalation", level=3)
+    assert level3.state == "cancelled"
+    # Level 3 would have fired at +7 s; give it time to misbehave.
+    assert not eventually(lambda: len(smtp_server.received) > 2, timeout=6)
+    assert Timer.objects.filter(incident=incident, kind="escalation", state="fired").count() == 2
+    html = first_two[1].message.get_body(("html",)).get_content()
+    assert "/incidents/ack/" in html
+    assert first_two[1].message["Message-ID"].startswith("<")
+    assert timezone.now()

@@ -1,0 +1,87 @@
+"""The starter library and the demo desk that `crisisdesk up` loads."""
+
+from __future__ import annotations
+
+import pytest
+from django.apps import apps
+from django.core.management import call_command
+
+from playbooks.models import MessageTemplate, Phase, Playbook, StakeholderGroup
+from playbooks.oncall import oncall_now
+from playbooks.seed import demo_seed, starter_load
+
+pytestmark = pytest.mark.django_db
+KEYS = {
+    "data-breach",
+    "social-media-storm",
+    "negative-review-wave",
+    "service-outage",
+    "product-recall",
+}
+
+
+def test_the_starter_library_holds_five_complete_playbooks():
+    result = starter_load()
+    assert {p.key for p in result.created} == KEYS
+    assert result.roles_created == 7 and result.groups_created == 6
+    for playbook in Playbook.objects.filter(status=Playbook.Status.PUBLISHED):
+        assert {s.phase for s in playbook.steps.all()} == set(Phase.values), playbook.key
+        audiences = {t.audience.slug for t in playbook.templates.all()}
+        assert {"customers", "employees", "media"} <= audiences, playbook.key
+        assert playbook.escalation_levels.count() == 3
+        assert playbook.first_statement_minutes <= 60
+        assert playbook.cadences.exists()
+        for template in playbook.templates.all():
+            template.clean()  # every placeholder is one an incident can fill
+
+
+def test_it_has_customer_templates_in_hebrew_hungarian_and_greek():
+    starter_load()
+    for key in ("data-breach", "service-outage"):
+        languages = set(
+            MessageTemplate.objects.filter(
+                playbook__key=key, audience__slug="customers"
+            ).values_list("language", flat=True)
+        )
+        assert {"en", "he", "hu", "el"} <= languages, key
+
+
+def row_counts():
+    return {m._meta.label: m.objects.count() for m in apps.get_models()}
+
+
+def test_loading_twice_changes_nothing(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    first_login = demo_seed()
+    counts = row_counts()
+    second_login = demo_seed()
+    assert row_counts() == counts
+    assert second_login == first_login
+    again = starter_load()
+    assert again.created == [] and len(again.unchanged) == 5
+
+
+def test_the_printed_demo_login_works(client, settings, tmp_path, capsys):
+    settings.VAR_DIR = tmp_path
+    call_command("seed_demo")
+    out = capsys.readouterr().out
+    username, password = out.strip().rsplit(": ", 1)[1].split(" / ")
+    assert client.login(username=username, password=password)
+    assert client.get("/admin/").status_code == 200
+
+
+def test_every_role_has_someone_on_call_in_the_demo(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_seed()
+    holders = oncall_now()
+    assert len(holders) == 7
+    assert all(user is not None for _role, user in holders)
+
+
+def test_the_demo_contacts_cover_every_group_and_language(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_seed()
+    for group in StakeholderGroup.objects.all():
+        assert group.contacts.count() >= 5
+    languages = set(StakeholderGroup.objects.values_list("contacts__language", flat=True))
+    assert {"he", "hu", "el"} <= languages

@@ -1,0 +1,175 @@
+"""Real parts for integration tests: an SMTP server and Celery worker processes.
+
+The worker is a real ``celery worker`` subprocess on the configured broker
+(the filesystem transport by default, Redis when CELERY_BROKER_URL says so),
+connected to the test database, delivering to a real SMTP server (aiosmtpd)
+on loopback. Tests that use it need committed data (``transactional_db``).
+"""
+
+from __future__ import annotations
+
+import email
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from django.db import connection
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Received:
+    rcpt_tos: list[str]
+    message: EmailMessage
+    at: float  # time.time() when the server accepted it
+
+
+@dataclass
+class SmtpSink:
+    """An SMTP server on loopback that keeps every message it accepts."""
+
+    port: int = field(default_factory=free_port)
+    received: list[Received] = field(default_factory=list)
+    _controller: Controller | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's hook name
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
+            self.received.append(Received(list(envelope.rcpt_tos), message, time.time()))
+        return "250 Message accepted for delivery"
+
+    def start(self) -> SmtpSink:
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.received) >= count:
+                    return list(self.received)
+            time.sleep(0.05)
+        with self._lock:
+            return list(self.received)
+
+
+def database_url_for_subprocess() -> str:
+    """The URL of the database this test runs on (the test database, not the real one)."""
+    s = connection.settings_dict
+    if s["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{Path(s['NAME']).resolve()}"
+    auth = s["USER"] or ""
+    if s.get("PASSWORD"):
+        auth += f":{s['PASSWORD']}"
+    host = s["HOST"] or "127.0.0.1"
+    port = s["PORT"] or 5432
+    return f"postgres://{auth}@{host}:{port}/{s['NAME']}"
+
+
+@dataclass
+class CeleryProcess:
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> CeleryProcess:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        return self
+
+    def wait_ready(self, marker: str = "ready.", timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if marker in self.log_path.read_text(errors="replace"):
+                return
+            if self.popen and self.popen.poll() is not None:
+                raise RuntimeError(f"celery exited early:\n{self.log()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"celery not ready after {timeout}s:\n{self.log()}")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, sig)
+            self.popen.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-5000:]
+
+
+def celery_env(*, smtp: SmtpSink | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env["DATABASE_URL"] = database_url_for_subprocess()
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    if smtp is not None:
+        env["EMAIL_HOST"] = "127.0.0.1"
+        env["EMAIL_PORT"] = str(smtp.port)
+        env["EMAIL_TIMEOUT"] = "5"
+    env.update(extra or {})
+    return env
+
+
+def make_worker(
+    tmp_path: Path, *, smtp: SmtpSink | None, name: str = "w1", concurrency: int = 2,
+    extra_env: dict[str, str] | None = None,
+) -> CeleryProcess:  # fmt: skip
+    argv = [
+        sys.executable, "-m", "celery", "-A", "crisisdesk", "worker", "--loglevel", "INFO",
+        "--concurrency", str(concurrency), "--hostname", f"{name}@%h", "--without-gossip",
+        "--without-mingle",
+    ]  # fmt: skip
+    return CeleryProcess(argv, celery_env(smtp=smtp, extra=extra_env), tmp_path / f"{name}.log")
+
+
+def make_beat(
+    tmp_path: Path, *, name: str = "beat1", extra_env: dict[str, str] | None = None
+) -> CeleryProcess:
+    argv = [
+        sys.executable, "-m", "celery", "-A", "crisisdesk", "beat", "--loglevel", "INFO",
+        "--schedule", str(tmp_path / f"{name}-schedule"),
+    ]  # fmt: skip
+    return CeleryProcess(argv, celery_env(smtp=None, extra=extra_env), tmp_path / f"{name}.log")
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(interval)
+    return check()
