@@ -47,6 +47,17 @@ def desk(settings, tmp_path):
         subject="s",
         body_text="b",
     )
+    from incidents import comms
+    from playbooks.models import StakeholderGroup
+
+    comms.message_draft(
+        incident=incident,
+        author=user,
+        audience=StakeholderGroup.objects.first(),
+        channel="email",
+        subject="Walk",
+        body="A message drafted from scratch so the message pages are walked too.",
+    )
 
 
 def test_every_admin_list_add_and_change_page_renders(admin_client, desk):
