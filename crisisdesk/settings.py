@@ -53,6 +53,10 @@ CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # The public address used in links inside e-mails (acknowledge links, iCal feeds).
 SITE_URL = (env_str("SITE_URL", "http://127.0.0.1:8000") or "").rstrip("/")
 COMPANY_NAME = env_str("CRISISDESK_COMPANY_NAME", "Example Ltd")
+# Filled into message templates as {contact_channel} and {status_page_url}; a template
+# that uses one while it is unset keeps a visible "missing fact" marker that blocks approval.
+CRISISDESK_CONTACT_CHANNEL = env_str("CRISISDESK_CONTACT_CHANNEL", "")
+CRISISDESK_STATUS_PAGE_URL = env_str("CRISISDESK_STATUS_PAGE_URL", "")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
