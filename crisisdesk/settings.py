@@ -212,6 +212,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict] = {
         "task": "playbooks.tasks.send_review_reminders",
         "schedule": crontab(hour=7, minute=0),
     },
+    # Owners of overdue post-mortem action items, once a day.
+    "action-item-reminders": {
+        "task": "incidents.tasks.send_action_item_reminders",
+        "schedule": crontab(hour=7, minute=5),
+    },
 }
 
 REST_FRAMEWORK = {

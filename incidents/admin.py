@@ -10,18 +10,22 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from incidents import services
+from incidents import postmortem, services
 from incidents.models import (
+    ActionItem,
     DeliveryAttempt,
     Incident,
     Message,
     MessageRevision,
     Notification,
+    PostMortem,
+    PostMortemRevision,
     RoleAssignment,
     Task,
     TimelineEntry,
     Timer,
 )
+from incidents.selectors import incidents_visible_to
 from playbooks.models import Playbook
 
 
@@ -100,12 +104,30 @@ class IncidentAdmin(admin.ModelAdmin):
     date_hierarchy = "opened_at"
     ordering = ("-opened_at",)
     inlines = (AssignmentInline, TaskInline, TimelineInline, TimerInline, NotificationInline)
-    actions = ("acknowledge", "contain", "resolve", "close", "reopen")
+    actions = ("acknowledge", "contain", "resolve", "close", "reopen", "start_postmortem")
     readonly_fields = (
         "reference", "status", "playbook", "opened_by", "acknowledged_by", "opened_at",
         "acknowledged_at", "first_statement_at", "contained_at", "resolved_at", "closed_at",
-        "escalation_round", "first_statement_minutes", "communications",
+        "escalation_round", "first_statement_minutes", "communications", "postmortem_link",
     )  # fmt: skip
+
+    def get_queryset(self, request):
+        # The same visibility as every other surface: confidential incidents only
+        # for crisis managers and the people assigned to them.
+        return incidents_visible_to(request.user)
+
+    @admin.display(description=_("post-mortem"))
+    def postmortem_link(self, obj: Incident):
+        from django.utils.html import format_html
+
+        url = reverse("incidents:postmortem", args=[obj.reference])
+        return format_html('<a href="{}">{}</a>', url, _("Open the post-mortem report"))
+
+    @admin.action(description=_("Start the post-mortem"))
+    def start_postmortem(self, request, queryset):
+        for incident in queryset:
+            postmortem.postmortem_start(incident=incident, actor=request.user)
+        messages.success(request, _("Post-mortems started."))
 
     @admin.display(description=_("communications timeline"))
     def communications(self, obj: Incident):
@@ -577,3 +599,155 @@ class MessageAdmin(admin.ModelAdmin):
                 reverse("admin:incidents_message_change", args=[made[0].pk])
             )
         return None
+
+
+# ------------------------------------------------------------------ post-mortems
+
+
+class ActionItemInline(admin.TabularInline):
+    model = ActionItem
+    extra = 1
+    can_delete = False
+    fields = ("title", "kind", "owner", "due_on", "status", "playbook", "produced_version")
+    readonly_fields = ("produced_version",)
+    autocomplete_fields = ("owner",)
+
+
+class RevisionInlinePM(ReadOnlyInline):
+    model = PostMortemRevision
+    fields = ("number", "published_at", "published_by")
+
+
+@admin.register(PostMortem)
+class PostMortemAdmin(admin.ModelAdmin):
+    list_display = ("incident", "status", "revision", "updated_at", "published_at")
+    list_filter = ("status",)
+    search_fields = ("incident__reference", "incident__title", "summary")
+    inlines = (ActionItemInline, RevisionInlinePM)
+    actions = ("submit", "publish")
+    fields = (
+        "incident", "report", "status", "revision", *PostMortem.NARRATIVE,
+        "updated_by", "submitted_at", "published_at", "published_by",
+    )  # fmt: skip
+    readonly_fields = (
+        "incident", "report", "status", "revision", "updated_by", "submitted_at",
+        "published_at", "published_by",
+    )  # fmt: skip
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(incident__in=incidents_visible_to(request.user))
+            .select_related("incident")
+        )
+
+    def has_add_permission(self, request) -> bool:
+        return False  # started by resolving an incident, or its "Start the post-mortem"
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description=_("report"))
+    def report(self, obj: PostMortem):
+        from django.utils.html import format_html
+
+        url = reverse("incidents:postmortem", args=[obj.incident.reference])
+        return format_html(
+            '<a href="{}">{}</a>', url, _("Read the report with the facts from the record")
+        )
+
+    def save_model(self, request, obj, form, change):
+        # Through the service: editing a published report starts the next revision.
+        narrative = {name: form.cleaned_data[name] for name in PostMortem.NARRATIVE}
+        stored = PostMortem.objects.get(pk=obj.pk)
+        saved = postmortem.postmortem_edit(postmortem=stored, actor=request.user, **narrative)
+        obj.__dict__.update(saved.__dict__)
+
+    @admin.action(description=_("Submit for review"))
+    def submit(self, request, queryset):
+        self._each(request, queryset, postmortem.postmortem_submit, _("%(n)s submitted."))
+
+    @admin.action(description=_("Publish (freeze this revision)"))
+    def publish(self, request, queryset):
+        self._each(request, queryset, postmortem.postmortem_publish, _("%(n)s published."))
+
+    def _each(self, request, queryset, service, done):
+        ok = 0
+        for pm in queryset:
+            try:
+                service(postmortem=pm, actor=request.user)
+            except ValidationError as exc:
+                messages.warning(request, f"{pm.incident.reference}: {'; '.join(exc.messages)}")
+                continue
+            ok += 1
+        if ok:
+            messages.success(request, done % {"n": ok})
+
+
+class OverdueFilter(admin.SimpleListFilter):
+    title = _("overdue")
+    parameter_name = "overdue"
+
+    def lookups(self, request, model_admin):
+        return (("yes", _("Overdue")),)
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            from django.utils import timezone
+
+            return queryset.filter(
+                status__in=ActionItem.OPEN_STATUSES, due_on__lt=timezone.localdate()
+            )
+        return queryset
+
+
+@admin.register(ActionItem)
+class ActionItemAdmin(admin.ModelAdmin):
+    list_display = (
+        "title", "kind", "owner", "due_on", "overdue", "status", "playbook", "produced_version",
+    )  # fmt: skip
+    list_filter = (OverdueFilter, "status", "kind")
+    search_fields = ("title", "postmortem__incident__reference")
+    list_select_related = ("owner", "playbook", "produced_version", "postmortem__incident")
+    autocomplete_fields = ("owner",)
+    readonly_fields = ("produced_version", "done_at", "last_reminded_on")
+    actions = ("revise_playbook", "mark_done")
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(postmortem__incident__in=incidents_visible_to(request.user))
+        )
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(boolean=True, description=_("overdue"))
+    def overdue(self, obj: ActionItem) -> bool:
+        return obj.is_overdue
+
+    @admin.action(description=_("Start the playbook revision (new draft version)"))
+    def revise_playbook(self, request, queryset):
+        for item in queryset:
+            try:
+                item = postmortem.action_item_revise_playbook(item=item, actor=request.user)
+            except ValidationError as exc:
+                messages.warning(request, f"{item.title}: {'; '.join(exc.messages)}")
+                continue
+            messages.success(
+                request,
+                _("“%(title)s”: draft version %(v)s of %(playbook)s.")
+                % {
+                    "title": item.title,
+                    "v": item.produced_version.version,
+                    "playbook": item.produced_version.title,
+                },
+            )
+
+    @admin.action(description=_("Mark done"))
+    def mark_done(self, request, queryset):
+        for item in queryset:
+            postmortem.action_item_set_status(item=item, status=ActionItem.Status.DONE)
+        messages.success(request, _("Marked done."))

@@ -703,3 +703,220 @@ class MessageRevision(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.editor}"
+
+
+class PostMortem(models.Model):
+    """The blameless report of an incident: facts computed from the record, narrative by people.
+
+    The facts (milestones, deadlines, escalations, messages, roles, tasks, the
+    timeline) are never stored here: incidents/postmortem.py computes them from
+    the record each time. People write the narrative. Publishing freezes the
+    revision as a PostMortemRevision; a later edit starts the next revision.
+    """
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        IN_REVIEW = "in_review", _("In review")
+        PUBLISHED = "published", _("Published")
+
+    NARRATIVE = (
+        "summary",
+        "impact",
+        "went_well",
+        "went_poorly",
+        "got_lucky",
+        "root_cause",
+        "lessons",
+    )
+
+    incident = models.OneToOneField(
+        Incident, verbose_name=_("incident"), on_delete=models.PROTECT, related_name="postmortem"
+    )
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
+    )
+    revision = models.PositiveIntegerField(_("revision"), default=1)
+    summary = models.TextField(_("summary"), blank=True)
+    impact = models.TextField(
+        _("impact"), blank=True, help_text=_("Who and what was affected, and for how long.")
+    )
+    went_well = models.TextField(_("what went well"), blank=True)
+    went_poorly = models.TextField(_("what went poorly"), blank=True)
+    got_lucky = models.TextField(_("where we got lucky"), blank=True)
+    root_cause = models.TextField(_("root cause and contributing factors"), blank=True)
+    lessons = models.TextField(_("lessons"), blank=True)
+    created_at = models.DateTimeField(_("started"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("last edited by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    submitted_at = models.DateTimeField(_("submitted for review"), null=True, blank=True)
+    published_at = models.DateTimeField(_("published"), null=True, blank=True)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("published by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ("-created_at",)
+        verbose_name = _("post-mortem")
+        verbose_name_plural = _("post-mortems")
+        permissions = [("publish_postmortem", _("Can publish post-mortems"))]
+
+    def __str__(self) -> str:
+        return _("Post-mortem of %(ref)s") % {"ref": self.incident.reference}
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            stored = (
+                PostMortem.objects.filter(pk=self.pk)
+                .values("status", "revision", *self.NARRATIVE)
+                .first()
+            )
+            if (
+                stored
+                and stored["status"] == self.Status.PUBLISHED
+                and stored["revision"] == self.revision
+                and any(stored[f] != getattr(self, f) for f in self.NARRATIVE)
+            ):
+                raise AppendOnlyError(
+                    _("A published post-mortem is frozen; edit it to start a new revision.")
+                )
+        super().save(*args, **kwargs)
+
+
+class PostMortemRevision(models.Model):
+    """A published revision, frozen whole: its narrative and the report as it read then."""
+
+    postmortem = models.ForeignKey(
+        PostMortem,
+        verbose_name=_("post-mortem"),
+        on_delete=models.PROTECT,
+        related_name="revisions",
+    )
+    number = models.PositiveIntegerField(_("revision"))
+    published_at = models.DateTimeField(_("published"), default=timezone.now)
+    published_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("published by"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    narrative = models.JSONField(_("narrative"), default=dict)
+    markdown = models.TextField(_("report as published (Markdown)"))
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("postmortem", "number")
+        verbose_name = _("published revision")
+        verbose_name_plural = _("published revisions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("postmortem", "number"), name="postmortem_revision_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.postmortem} r{self.number}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise AppendOnlyError(_("A published revision is never changed."))
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(_("A published revision is never deleted."))
+
+
+class ActionItem(models.Model):
+    """Something to change after the incident; may revise a playbook."""
+
+    class Kind(models.TextChoices):
+        DETECTIVE = "detective", _("Detective (notice sooner)")
+        PREVENTIVE = "preventive", _("Preventive (stop it happening)")
+        CORRECTIVE = "corrective", _("Corrective (fix what broke)")
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        IN_PROGRESS = "in_progress", _("In progress")
+        DONE = "done", _("Done")
+        WONT_DO = "wont_do", _("Won't do")
+
+    OPEN_STATUSES = (Status.OPEN, Status.IN_PROGRESS)
+
+    postmortem = models.ForeignKey(
+        PostMortem,
+        verbose_name=_("post-mortem"),
+        on_delete=models.PROTECT,
+        related_name="action_items",
+    )
+    title = models.CharField(_("title"), max_length=300)
+    description = models.TextField(_("description"), blank=True)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("owner"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="action_items",
+    )
+    due_on = models.DateField(_("due"), null=True, blank=True)
+    kind = models.CharField(_("type"), max_length=16, choices=Kind.choices)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.OPEN
+    )
+    playbook = models.ForeignKey(
+        Playbook,
+        verbose_name=_("playbook to revise"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="action_items",
+    )
+    produced_version = models.ForeignKey(
+        Playbook,
+        verbose_name=_("playbook version produced"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="produced_by_action_items",
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    done_at = models.DateTimeField(_("done"), null=True, blank=True)
+    last_reminded_on = models.DateField(_("owner last reminded"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("due_on", "pk")
+        verbose_name = _("action item")
+        verbose_name_plural = _("action items")
+        indexes = [
+            # Serves the daily overdue reminder: open items by due date.
+            models.Index(
+                fields=("due_on",),
+                condition=Q(status__in=("open", "in_progress")),
+                name="actionitem_open_due_idx",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_overdue(self) -> bool:
+        return (
+            self.status in self.OPEN_STATUSES
+            and self.due_on is not None
+            and self.due_on < timezone.localdate()
+        )

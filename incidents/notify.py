@@ -76,12 +76,12 @@ def incident_url(incident: Incident) -> str:
 # ----------------------------------------------------------------- rendering
 
 
-def _subject_prefix(incident: Incident) -> str:
+def subject_prefix(incident: Incident) -> str:
     prefix = f"[SEV{incident.severity}] {incident.reference}"
     return f"[{_('DRILL')}] {prefix}" if incident.drill else prefix
 
 
-def _render(name: str, context: dict) -> tuple[str, str, str]:
+def render_email(name: str, context: dict) -> tuple[str, str, str]:
     with translation.override(settings.LANGUAGE_CODE):
         subject = render_to_string(f"email/{name}_subject.txt", context)
         text = render_to_string(f"email/{name}.txt", context)
@@ -104,11 +104,11 @@ def _create(
         **context,
         "incident": incident,
         "recipient": person,
-        "subject_prefix": _subject_prefix(incident),
+        "subject_prefix": subject_prefix(incident),
         "incident_url": incident_url(incident),
         "ack_url": absolute(reverse("incidents:ack", args=[ack_token(message_id)])),
     }
-    subject, text, html = _render(template, context)
+    subject, text, html = render_email(template, context)
     try:
         with transaction.atomic():
             return Notification.objects.create(

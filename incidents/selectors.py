@@ -28,3 +28,20 @@ def incident_messages(
     if status:
         qs = qs.filter(status=status)
     return qs
+
+
+def incidents_visible_to(user) -> QuerySet[Incident]:
+    """Every incident this person may see: a confidential one only by crisis managers
+    (the see-every-confidential permission) and the people currently assigned to it."""
+    from django.db.models import Exists, OuterRef, Q
+
+    from incidents.models import RoleAssignment
+
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Incident.objects.none()
+    if user.is_superuser or user.has_perm("incidents.view_confidential_incident"):
+        return Incident.objects.all()
+    assigned = RoleAssignment.objects.filter(
+        incident=OuterRef("pk"), user=user, relieved_at__isnull=True
+    )
+    return Incident.objects.filter(Q(confidential=False) | Q(Exists(assigned)))

@@ -374,6 +374,9 @@ def incident_resolve(
         % {"who": _who(actor), "s": f" {summary}" if summary else ""},
         data={"cancelled_timers": cancelled},
     )
+    from incidents.postmortem import postmortem_start
+
+    postmortem_start(incident=incident, actor=actor)
     return incident
 
 

@@ -18,3 +18,10 @@ def deliver_notification(notification_id: int) -> str:
 @shared_task
 def sweep() -> str:
     return escalation.sweep()
+
+
+@shared_task
+def send_action_item_reminders() -> str:
+    from incidents.postmortem import action_item_reminders_send
+
+    return f"action-item reminders sent: {action_item_reminders_send()}"

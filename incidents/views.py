@@ -1,16 +1,17 @@
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib.auth.decorators import login_required, permission_required
 from django.core import signing
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents import notify, services
-from incidents.models import Incident, Message, Notification
-from incidents.selectors import incident_messages
+from incidents import notify, postmortem, services
+from incidents.models import Incident, Message, Notification, PostMortemRevision
+from incidents.selectors import incident_messages, incidents_visible_to
 from playbooks.models import Channel
 
 
@@ -70,7 +71,7 @@ def _page(request, state: str, *, notification: Notification | None = None, stat
 @staff_member_required
 def communications(request: HttpRequest, reference: str) -> HttpResponse:
     """The communications timeline of an incident, for the crisis team."""
-    incident = get_object_or_404(Incident, reference=reference)
+    incident = get_object_or_404(incidents_visible_to(request.user), reference=reference)
     filters = {k: request.GET.get(k, "") for k in ("audience", "channel", "status")}
     messages = list(incident_messages(incident=incident, **filters))
     audiences = {m.audience.slug: m.audience.name for m in incident_messages(incident=incident)}
@@ -86,3 +87,83 @@ def communications(request: HttpRequest, reference: str) -> HttpResponse:
             "statuses": Message.Status.choices,
         },
     )
+
+
+# ------------------------------------------------------------------ post-mortems
+
+
+def _perm(permission: str):
+    """Anonymous people are sent to log in; logged-in people without the permission get 403."""
+
+    def wrap(view):
+        return login_required(permission_required(permission, raise_exception=True)(view))
+
+    return wrap
+
+
+def _visible_incident(request: HttpRequest, reference: str) -> Incident:
+    """The incident, or 404 when it does not exist or this person may not see it."""
+    return get_object_or_404(incidents_visible_to(request.user), reference=reference)
+
+
+@_perm("incidents.view_postmortem")
+def postmortem_page(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _visible_incident(request, reference)
+    report = postmortem.report_build(incident)
+    context = postmortem.report_context(report)
+    context["revisions"] = (
+        list(report.postmortem.revisions.select_related("published_by"))
+        if report.postmortem
+        else []
+    )
+    return render(request, "incidents/postmortem.html", context)
+
+
+@_perm("incidents.view_postmortem")
+def postmortem_markdown(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _visible_incident(request, reference)
+    text = postmortem.report_markdown(postmortem.report_build(incident))
+    response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{incident.reference}-postmortem.md"'
+    return response
+
+
+@_perm("incidents.view_postmortem")
+def postmortem_pdf(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _visible_incident(request, reference)
+    try:
+        pdf = postmortem.report_pdf(postmortem.report_build(incident))
+    except postmortem.PdfUnavailable as exc:
+        return HttpResponse(str(exc), status=503, content_type="text/plain; charset=utf-8")
+    response = HttpResponse(pdf, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="{incident.reference}-postmortem.pdf"'
+    return response
+
+
+@_perm("incidents.view_postmortem")
+def postmortem_revision(request: HttpRequest, reference: str, number: int) -> HttpResponse:
+    incident = _visible_incident(request, reference)
+    revision = get_object_or_404(
+        PostMortemRevision.objects.select_related("published_by"),
+        postmortem__incident=incident,
+        number=number,
+    )
+    return render(
+        request,
+        "incidents/postmortem_revision.html",
+        {"incident": incident, "revision": revision},
+    )
+
+
+@require_POST
+@_perm("incidents.add_postmortem")
+def postmortem_start(request: HttpRequest, reference: str) -> HttpResponse:
+    incident = _visible_incident(request, reference)
+    postmortem.postmortem_start(incident=incident, actor=request.user)
+    return redirect("incidents:postmortem", reference=incident.reference)
+
+
+@_perm("incidents.view_postmortem")
+def trends(request: HttpRequest) -> HttpResponse:
+    figures = postmortem.trends(incidents_visible_to(request.user))
+    return render(request, "incidents/trends.html", {"trends": figures})

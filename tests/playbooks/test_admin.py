@@ -48,6 +48,13 @@ def desk(settings, tmp_path):
         body_text="b",
     )
     from incidents import comms
+    from incidents.models import ActionItem
+
+    closed = incident_services.incident_open(title="Walked post-mortem")
+    incident_services.incident_resolve(incident=closed, actor=user)
+    ActionItem.objects.create(
+        postmortem=closed.postmortem, title="Rehearse", kind="corrective", owner=user
+    )
     from playbooks.models import StakeholderGroup
 
     comms.message_draft(
