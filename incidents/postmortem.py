@@ -497,9 +497,40 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
     )
 
 
-def report_context(report: Report) -> dict:
+def _timeline_rendered(timeline: list[TimelineEntry], *, mode: str) -> str:
+    """The full timeline, rendered here rather than in the template: it is the one part
+    of the report that runs to thousands of rows (bench/postmortem_report.py)."""
+    from django.utils.html import escape
+    from django.utils.safestring import mark_safe
+
+    correction = escape(_("correction"))
+    tz = timezone.get_current_timezone()
+    parts = []
+    for e in timeline:
+        when = e.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+        who = _person(e.actor) if e.actor_id else ""
+        if mode == "markdown":
+            parts.append(f"- {when} {e.text}" + (f" ({who})" if who else "") + "\n")
+        elif mode == "print":
+            parts.append(
+                f'<p class="pm-line">{when} · {escape(e.text)}'
+                + (f" · {escape(who)}" if who else "")
+                + "</p>"
+            )
+        else:
+            note = f" <small>({correction})</small>" if e.corrects_id else ""
+            parts.append(
+                f'<tr class="kind-{e.kind}"><td>{when}</td>'
+                f"<td><bdi>{escape(e.text)}</bdi>{note}</td><td>{escape(who)}</td></tr>"
+            )
+    text = "".join(parts)
+    return text if mode == "markdown" else mark_safe(text)  # noqa: S308 - every value escaped
+
+
+def report_context(report: Report, *, mode: str = "html") -> dict:
     return {
         "report": report,
+        "timeline_rendered": _timeline_rendered(report.timeline, mode=mode),
         "incident": report.incident,
         "postmortem": report.postmortem,
         # Summary and impact open the report; the reflection follows the facts.
@@ -519,7 +550,7 @@ def _narrative_sections(postmortem: PostMortem | None) -> list[tuple[str, str]]:
 
 
 def report_markdown(report: Report) -> str:
-    return render_to_string("incidents/postmortem.md", report_context(report))
+    return render_to_string("incidents/postmortem.md", report_context(report, mode="markdown"))
 
 
 def report_html(report: Report, *, request=None) -> str:
@@ -543,7 +574,7 @@ def report_pdf(report: Report) -> bytes:
             % {"error": exc}
         ) from exc
 
-    html = render_to_string("incidents/postmortem_print.html", report_context(report))
+    html = render_to_string("incidents/postmortem_print.html", report_context(report, mode="print"))
     return weasyprint.HTML(string=html, base_url=settings.SITE_URL).write_pdf()
 
 
