@@ -133,7 +133,12 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     print(f"CrisisDesk: data in {settings.VAR_DIR}")
     call_command("migrate", interactive=False, verbosity=0)
-    login = None if args.no_demo else demo_seed()
+    login = None
+    if not args.no_demo:
+        from incidents.demo import demo_drill
+
+        login = demo_seed()
+        demo_drill()
     url = f"http://{args.host}:{args.port}/"
     print()
     print(f"  CrisisDesk is starting at {url}")

@@ -85,3 +85,20 @@ def test_the_demo_contacts_cover_every_group_and_language(settings, tmp_path):
         assert group.contacts.count() >= 5
     languages = set(StakeholderGroup.objects.values_list("contacts__language", flat=True))
     assert {"he", "hu", "el"} <= languages
+
+
+def test_the_demo_has_one_finished_drill_with_its_post_mortem(settings, tmp_path, client):
+    from incidents.demo import DRILL_TITLE, demo_drill
+    from incidents.models import Incident
+
+    settings.VAR_DIR = tmp_path
+    demo_seed()
+    assert demo_drill() is not None
+    assert demo_drill() is None  # idempotent
+    [drill] = Incident.objects.filter(title=DRILL_TITLE)
+    assert drill.drill and drill.status == "resolved" and drill.first_statement_at
+    assert drill.postmortem.summary and drill.postmortem.action_items.count() == 1
+    login = demo_seed()
+    assert client.login(username=login.username, password=login.password)
+    page = client.get(f"/incidents/{drill.reference}/postmortem/")
+    assert page.status_code == 200 and "<strong>Drill</strong>" in page.content.decode()

@@ -4,8 +4,11 @@ from playbooks.seed import demo_seed
 
 
 class Command(BaseCommand):
-    help = "Load the starter library and demo data (team, rotations, risks, contacts); idempotent."
+    help = "Load the starter library and demo data, with a finished drill; idempotent."
 
     def handle(self, *args, **options):
+        from incidents.demo import demo_drill
+
         login = demo_seed()
+        demo_drill()
         self.stdout.write(f"Demo login: {login.username} / {login.password}")
