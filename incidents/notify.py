@@ -44,7 +44,17 @@ from incidents.models import (
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=90)  # > EMAIL_TIMEOUT: a send in progress keeps its lease
+
+def lease() -> timedelta:
+    """How long a delivery in progress keeps its claim before the sweep takes it back.
+
+    Longer than one SMTP exchange may take (EMAIL_TIMEOUT), so a live but slow
+    send is not doubled; short, so a send whose worker was killed is retried
+    soon after (bench/escalation_latency.py --kill-worker measures it).
+    """
+    return timedelta(seconds=getattr(settings, "EMAIL_TIMEOUT", None) or 20) + timedelta(seconds=10)
+
+
 BACKOFF_FIRST_SECONDS = 2
 BACKOFF_CAP_SECONDS = 30
 GIVE_UP_AFTER = timedelta(hours=24)
@@ -301,7 +311,7 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     claimed = Notification.objects.filter(
         pk=notification_id, status=Notification.Status.QUEUED, next_attempt_at__lte=now
     ).update(
-        status=Notification.Status.SENDING, lease_until=now + LEASE, attempts=F("attempts") + 1
+        status=Notification.Status.SENDING, lease_until=now + lease(), attempts=F("attempts") + 1
     )
     if claimed != 1:
         return f"notification {notification_id}: not queued or not due"

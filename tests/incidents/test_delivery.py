@@ -86,11 +86,11 @@ def test_it_treats_a_4xx_refusal_as_transient(queued):
 def test_the_sweep_requeues_a_delivery_whose_process_died_mid_send(queued, broker_calls):
     # A worker claimed it and died: it stays "sending" until its lease runs out.
     Notification.objects.filter(pk=queued.pk).update(
-        status="sending", lease_until=timezone.now() + notify.LEASE, attempts=1
+        status="sending", lease_until=timezone.now() + notify.lease(), attempts=1
     )
     escalation.sweep()
     assert Notification.objects.get(pk=queued.pk).status == "sending"
-    with time_machine.travel(timezone.now() + notify.LEASE + notify.LEASE, tick=False):
+    with time_machine.travel(timezone.now() + notify.lease() + notify.lease(), tick=False):
         escalation.sweep()
         queued.refresh_from_db()
         assert queued.status == "queued"
