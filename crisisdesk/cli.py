@@ -136,8 +136,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     login = None
     if not args.no_demo:
         from incidents.demo import demo_drill
+        from incidents.permissions import demo_groups
 
         login = demo_seed()
+        demo_groups()
         demo_drill()
     url = f"http://{args.host}:{args.port}/"
     print()

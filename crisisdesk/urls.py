@@ -2,12 +2,38 @@ from django.contrib import admin
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from incidents import api as incidents_api
+from playbooks import api as playbooks_api
 
 admin.site.site_header = "CrisisDesk"
 admin.site.site_title = "CrisisDesk"
 admin.site.index_title = _("Crisis preparedness and response")
 
+router = DefaultRouter()
+router.register("risks", playbooks_api.RiskViewSet, basename="risk")
+router.register("roles", playbooks_api.CrisisRoleViewSet, basename="role")
+router.register("rotations", playbooks_api.OnCallRotationViewSet, basename="rotation")
+router.register(
+    "stakeholder-groups", playbooks_api.StakeholderGroupViewSet, basename="stakeholdergroup"
+)
+router.register("contacts", playbooks_api.StakeholderViewSet, basename="contact")
+router.register("playbooks", playbooks_api.PlaybookViewSet, basename="playbook")
+router.register("incidents", incidents_api.IncidentViewSet, basename="incident")
+router.register("tasks", incidents_api.TaskViewSet, basename="task")
+router.register("assignments", incidents_api.AssignmentViewSet, basename="assignment")
+router.register("timeline", incidents_api.TimelineViewSet, basename="timeline")
+router.register("messages", incidents_api.MessageViewSet, basename="message")
+router.register("timers", incidents_api.TimerViewSet, basename="timer")
+router.register("notifications", incidents_api.NotificationViewSet, basename="notification")
+router.register("postmortems", incidents_api.PostMortemViewSet, basename="postmortem")
+
 urlpatterns = [
+    path("api/v1/", include(router.urls)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("i18n/", include("django.conf.urls.i18n")),
     path("playbooks/", include("playbooks.urls")),

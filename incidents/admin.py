@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
 
 from incidents import postmortem, services
 from incidents.models import (
@@ -94,7 +95,7 @@ class IncidentOpenForm(forms.ModelForm):
 
 
 @admin.register(Incident)
-class IncidentAdmin(admin.ModelAdmin):
+class IncidentAdmin(SimpleHistoryAdmin):
     list_display = (
         "reference", "title", "severity", "status", "category", "confidential", "drill",
         "opened_at", "acknowledged_at",
@@ -333,7 +334,7 @@ class DeliveryInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(SimpleHistoryAdmin):
     list_display = (
         "created_at",
         "incident",
@@ -619,7 +620,7 @@ class RevisionInlinePM(ReadOnlyInline):
 
 
 @admin.register(PostMortem)
-class PostMortemAdmin(admin.ModelAdmin):
+class PostMortemAdmin(SimpleHistoryAdmin):
     list_display = ("incident", "status", "revision", "updated_at", "published_at")
     list_filter = ("status",)
     search_fields = ("incident__reference", "incident__title", "summary")
@@ -703,7 +704,7 @@ class OverdueFilter(admin.SimpleListFilter):
 
 
 @admin.register(ActionItem)
-class ActionItemAdmin(admin.ModelAdmin):
+class ActionItemAdmin(SimpleHistoryAdmin):
     list_display = (
         "title", "kind", "owner", "due_on", "overdue", "status", "playbook", "produced_version",
     )  # fmt: skip

@@ -5,3 +5,10 @@ from django.utils.translation import gettext_lazy as _
 class IncidentsConfig(AppConfig):
     name = "incidents"
     verbose_name = _("Response")
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from incidents.permissions import on_post_migrate
+
+        post_migrate.connect(on_post_migrate, sender=self, dispatch_uid="incidents-groups")

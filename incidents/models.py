@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 from playbooks.models import (
     Channel,
@@ -122,6 +123,8 @@ class Incident(models.Model):
     # from the previous round's (see Timer's unique constraint).
     escalation_round = models.PositiveIntegerField(_("escalation round"), default=1)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ("-opened_at",)
@@ -630,6 +633,8 @@ class Message(models.Model):
         related_name="corrections",
     )
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ("incident", "created_at", "id")
         verbose_name = _("message")
@@ -766,6 +771,8 @@ class PostMortem(models.Model):
         related_name="+",
     )
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ("-created_at",)
         verbose_name = _("post-mortem")
@@ -897,6 +904,8 @@ class ActionItem(models.Model):
     done_at = models.DateTimeField(_("done"), null=True, blank=True)
     last_reminded_on = models.DateField(_("owner last reminded"), null=True, blank=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ("due_on", "pk")
         verbose_name = _("action item")
@@ -920,3 +929,26 @@ class ActionItem(models.Model):
             and self.due_on is not None
             and self.due_on < timezone.localdate()
         )
+
+
+class IdempotencyKey(models.Model):
+    """An API client's Idempotency-Key for opening an incident: a retry gets the same one."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, verbose_name=_("user"), on_delete=models.CASCADE, related_name="+"
+    )
+    key = models.CharField(_("key"), max_length=200)
+    incident = models.ForeignKey(
+        Incident, verbose_name=_("incident"), on_delete=models.CASCADE, related_name="+"
+    )
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("idempotency key")
+        verbose_name_plural = _("idempotency keys")
+        constraints = [
+            models.UniqueConstraint(fields=("user", "key"), name="idempotency_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key

@@ -31,17 +31,24 @@ def incident_messages(
 
 
 def incidents_visible_to(user) -> QuerySet[Incident]:
-    """Every incident this person may see: a confidential one only by crisis managers
-    (the see-every-confidential permission) and the people currently assigned to it."""
-    from django.db.models import Exists, OuterRef, Q
+    """Every incident this person may see: a confidential one only with the
+    see-every-confidential permission (crisis managers) or the object permission
+    that assignment grants and relieving withdraws (incidents/permissions.py)."""
+    from django.db.models import Q
+    from guardian.shortcuts import get_objects_for_user
 
-    from incidents.models import RoleAssignment
+    from incidents.permissions import ASSIGNED_PERM, VIEW_CONFIDENTIAL
 
     if user is None or not user.is_authenticated or not user.is_active:
         return Incident.objects.none()
-    if user.is_superuser or user.has_perm("incidents.view_confidential_incident"):
+    if user.is_superuser or user.has_perm(VIEW_CONFIDENTIAL):
         return Incident.objects.all()
-    assigned = RoleAssignment.objects.filter(
-        incident=OuterRef("pk"), user=user, relieved_at__isnull=True
+    assigned = get_objects_for_user(
+        user,
+        ASSIGNED_PERM,
+        klass=Incident,
+        use_groups=False,
+        with_superuser=False,
+        accept_global_perms=False,
     )
-    return Incident.objects.filter(Q(confidential=False) | Q(Exists(assigned)))
+    return Incident.objects.filter(Q(confidential=False) | Q(pk__in=assigned.values("pk")))

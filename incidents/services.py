@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import escalation
+from incidents import escalation, permissions
 from incidents.models import (
     Incident,
     ReferenceCounter,
@@ -455,6 +455,9 @@ def role_assign(
     assignment = RoleAssignment.objects.create(
         incident=incident, role=role, user=user, assumed_at=now, assigned_by=actor
     )
+    permissions.grant_assignment(incident=incident, user=user)
+    if current is not None:
+        permissions.withdraw_assignment(incident=incident, user=current.user)
     Task.objects.filter(incident=incident, role=role, status=Task.Status.OPEN).update(assignee=user)
     timeline_add(
         incident=incident,
@@ -485,6 +488,7 @@ def role_relieve(
         return None
     current.relieved_at = timezone.now()
     current.save(update_fields=["relieved_at"])
+    permissions.withdraw_assignment(incident=incident, user=current.user)
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.ROLE,

@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
+from simple_history.admin import SimpleHistoryAdmin
 
 from playbooks import services
 from playbooks.models import (
@@ -110,7 +111,7 @@ class CadenceInline(FrozenInlineMixin, admin.TabularInline):
 
 
 @admin.register(Playbook)
-class PlaybookAdmin(admin.ModelAdmin):
+class PlaybookAdmin(SimpleHistoryAdmin):
     list_display = (
         "title",
         "key",
@@ -304,7 +305,7 @@ class CellFilter(admin.SimpleListFilter):
 
 
 @admin.register(Risk)
-class RiskAdmin(admin.ModelAdmin):
+class RiskAdmin(SimpleHistoryAdmin):
     form = RiskForm
     list_display = (
         "title",
@@ -398,7 +399,7 @@ class RiskAdmin(admin.ModelAdmin):
 
 
 @admin.register(CrisisRole)
-class CrisisRoleAdmin(admin.ModelAdmin):
+class CrisisRoleAdmin(SimpleHistoryAdmin):
     list_display = ("name", "slug", "can_approve_messages", "holder_names", "on_call_now")
     search_fields = ("name", "slug")
     filter_horizontal = ("holders",)
@@ -520,7 +521,7 @@ class CsvImportForm(UploadForm):
 
 
 @admin.register(StakeholderGroup)
-class StakeholderGroupAdmin(admin.ModelAdmin):
+class StakeholderGroupAdmin(SimpleHistoryAdmin):
     form = GroupForm
     list_display = ("name", "slug", "kind", "priority", "default_language", "contact_count")
     list_filter = ("kind", "default_language")
@@ -605,7 +606,7 @@ class StakeholderGroupAdmin(admin.ModelAdmin):
 
 
 @admin.register(Stakeholder)
-class StakeholderAdmin(admin.ModelAdmin):
+class StakeholderAdmin(SimpleHistoryAdmin):
     list_display = ("name", "organisation", "email", "phone", "group", "language")
     list_filter = ("group", "language")
     search_fields = ("name", "email", "organisation")
@@ -613,7 +614,7 @@ class StakeholderAdmin(admin.ModelAdmin):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(admin.ModelAdmin):
+class MessageTemplateAdmin(SimpleHistoryAdmin):
     list_display = ("name", "playbook", "audience", "channel", "language")
     list_filter = ("channel", "language", "audience")
     search_fields = ("name", "subject", "body", "playbook__title")

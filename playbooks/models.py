@@ -21,6 +21,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from simple_history.models import HistoricalRecords
 
 ONE_TO_FIVE = [MinValueValidator(1), MaxValueValidator(5)]
 
@@ -104,6 +105,8 @@ class CrisisRole(models.Model):
         blank=True,
     )
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ("sort_order", "name")
         verbose_name = _("crisis role")
@@ -162,6 +165,8 @@ class Playbook(models.Model):
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ("title", "-version")
@@ -272,6 +277,8 @@ class StakeholderGroup(models.Model):
     )
     description = models.TextField(_("description"), blank=True)
 
+    history = HistoricalRecords()
+
     class Meta:
         ordering = ("priority", "name")
         verbose_name = _("stakeholder group")
@@ -310,6 +317,8 @@ class Stakeholder(models.Model):
     )
     notes = models.TextField(_("notes"), blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ("group", "name")
@@ -371,6 +380,8 @@ class MessageTemplate(models.Model):
     language = models.CharField(_("language"), max_length=8, choices=language_choices, default="en")
     subject = models.CharField(_("subject"), max_length=300, blank=True)
     body = models.TextField(_("body"))
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ("playbook", "audience", "channel", "language")
@@ -693,6 +704,8 @@ class Risk(models.Model):
     next_review_on = models.DateField(_("next review"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    history = HistoricalRecords()
 
     class Meta:
         ordering = ("-likelihood", "-impact", "title")

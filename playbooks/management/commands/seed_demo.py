@@ -8,7 +8,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         from incidents.demo import demo_drill
+        from incidents.permissions import demo_groups
 
         login = demo_seed()
+        demo_groups()
         demo_drill()
         self.stdout.write(f"Demo login: {login.username} / {login.password}")

@@ -1,0 +1,586 @@
+"""REST API for response: incidents and everything recorded on them.
+
+Every queryset starts from ``incidents_visible_to``: a confidential incident and
+all its tasks, timeline, messages, timers and notifications are invisible (404,
+absent from lists, filters and search) to anyone not allowed to see it. Every
+write calls the same service as the admin.
+"""
+
+from __future__ import annotations
+
+from django.db import IntegrityError, transaction
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
+from incidents import comms, services
+from incidents.models import (
+    IdempotencyKey,
+    Incident,
+    Message,
+    Notification,
+    PostMortem,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+    Timer,
+)
+from incidents.selectors import incidents_visible_to
+from playbooks.models import Playbook, StakeholderGroup
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input: field messages"),
+    403: OpenApiResponse(description="No permission"),
+    404: OpenApiResponse(description="Not found, or not visible to you"),
+}
+
+
+def visible(user):
+    return incidents_visible_to(user)
+
+
+# ------------------------------------------------------------------ incidents
+
+
+class IncidentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Incident
+        fields = (
+            "id", "reference", "title", "summary", "severity", "status", "category",
+            "confidential", "drill", "playbook", "first_statement_minutes", "opened_by",
+            "acknowledged_by", "detected_at", "opened_at", "acknowledged_at",
+            "first_statement_at", "contained_at", "resolved_at", "closed_at",
+            "escalation_round", "updated_at",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class IncidentOpenSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=300)
+    summary = serializers.CharField(required=False, allow_blank=True, default="")
+    severity = serializers.IntegerField(min_value=1, max_value=4, default=2)
+    playbook = serializers.PrimaryKeyRelatedField(
+        queryset=Playbook.objects.all(), required=False, allow_null=True
+    )
+    category = serializers.CharField(required=False, allow_null=True, default=None)
+    confidential = serializers.BooleanField(default=False)
+    drill = serializers.BooleanField(default=False)
+    detected_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+
+
+class SeveritySerializer(serializers.Serializer):
+    severity = serializers.IntegerField(min_value=1, max_value=4)
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class ResolveSerializer(serializers.Serializer):
+    summary = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Incidents: open one (from a published playbook or ad hoc) and drive its life cycle."""
+
+    serializer_class = IncidentSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("status", "severity", "category", "confidential", "drill", "playbook")
+    search_fields = ("reference", "title", "summary")
+    ordering_fields = ("opened_at", "severity", "status", "reference")
+    ordering = ("-opened_at",)
+
+    def get_queryset(self):
+        return visible(self.request.user).order_by("-opened_at", "pk")
+
+    @extend_schema(
+        request=IncidentOpenSerializer,
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key",
+                OpenApiTypes.STR,
+                OpenApiParameter.HEADER,
+                description="Retrying with the same key returns the same incident.",
+            )
+        ],
+        responses={201: IncidentSerializer, 200: IncidentSerializer, **ERRORS},
+    )
+    def create(self, request, *args, **kwargs):
+        form = IncidentOpenSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        key = (request.headers.get("Idempotency-Key") or "").strip()
+        if len(key) > 200:
+            raise serializers.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
+        if key:
+            existing = IdempotencyKey.objects.filter(user=request.user, key=key).first()
+            if existing is not None:
+                return Response(self.get_serializer(existing.incident).data)
+        try:
+            with transaction.atomic():
+                incident = services.incident_open(actor=request.user, **form.validated_data)
+                if key:
+                    IdempotencyKey.objects.create(user=request.user, key=key, incident=incident)
+        except IntegrityError:
+            # The same key raced us: the other request's incident is the answer.
+            existing = IdempotencyKey.objects.get(user=request.user, key=key)
+            return Response(self.get_serializer(existing.incident).data)
+        return Response(self.get_serializer(incident).data, status=status.HTTP_201_CREATED)
+
+    def _act(self, request, call, *, perm="incidents.change_incident"):
+        require(request, perm)
+        incident = self.get_object()
+        return service_response(
+            lambda: call(incident) or Incident.objects.get(pk=incident.pk),
+            IncidentSerializer,
+            context=self.get_serializer_context(),
+        )
+
+    @extend_schema(request=None, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def acknowledge(self, request, pk=None):
+        """Acknowledge: stop the escalation (a no-op if it was not waiting for one)."""
+        return self._act(
+            request,
+            lambda i: (
+                services.incident_acknowledge(incident=i, actor=request.user, via="api") and None
+            ),
+            perm="incidents.acknowledge_incident",
+        )
+
+    @extend_schema(request=SeveritySerializer, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def severity(self, request, pk=None):
+        form = SeveritySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return self._act(
+            request,
+            lambda i: services.incident_change_severity(
+                incident=i, actor=request.user, **form.validated_data
+            ),
+        )
+
+    @extend_schema(request=None, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def contain(self, request, pk=None):
+        return self._act(
+            request, lambda i: services.incident_contain(incident=i, actor=request.user)
+        )
+
+    @extend_schema(request=ResolveSerializer, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def resolve(self, request, pk=None):
+        """Resolve: cancels every pending timer and starts the post-mortem."""
+        form = ResolveSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return self._act(
+            request,
+            lambda i: services.incident_resolve(
+                incident=i, actor=request.user, **form.validated_data
+            ),
+        )
+
+    @extend_schema(request=None, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def close(self, request, pk=None):
+        return self._act(request, lambda i: services.incident_close(incident=i, actor=request.user))
+
+    @extend_schema(request=ReasonSerializer, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def reopen(self, request, pk=None):
+        """Reopen: a fresh escalation round starts at level 1."""
+        form = ReasonSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return self._act(
+            request,
+            lambda i: services.incident_reopen(
+                incident=i, actor=request.user, **form.validated_data
+            ),
+        )
+
+
+# ------------------------------------------------------------------ records on an incident
+
+
+class IncidentScopedMixin:
+    """Querysets limited to the incidents the user may see; filter with ?incident=<id>."""
+
+    incident_path = "incident"
+
+    def visible_queryset(self, qs):
+        return qs.filter(**{f"{self.incident_path}__in": visible(self.request.user)})
+
+
+class TaskSerializer(serializers.ModelSerializer):
+    is_late = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Task
+        fields = (
+            "id", "incident", "position", "phase", "title", "instructions", "role",
+            "assignee", "due_at", "status", "done_at", "done_by", "is_late",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class TaskCompleteSerializer(serializers.Serializer):
+    skipped = serializers.BooleanField(default=False)
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class TaskViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = TaskSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "status", "role", "assignee", "phase")
+    search_fields = ("title",)
+    ordering_fields = ("position", "due_at", "done_at")
+
+    def get_queryset(self):
+        return self.visible_queryset(Task.objects.order_by("incident", "position", "pk"))
+
+    @extend_schema(request=TaskCompleteSerializer, responses={200: TaskSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def complete(self, request, pk=None):
+        """Mark done (or skipped, with "skipped": true)."""
+        require(request, "incidents.change_task")
+        form = TaskCompleteSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        task = self.get_object()
+        return service_response(
+            lambda: services.task_complete(task=task, actor=request.user, **form.validated_data),
+            TaskSerializer,
+            context=self.get_serializer_context(),
+        )
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RoleAssignment
+        fields = ("id", "incident", "role", "user", "assumed_at", "relieved_at", "assigned_by")
+        read_only_fields = ("assumed_at", "relieved_at", "assigned_by")
+
+
+class RelieveSerializer(serializers.Serializer):
+    pass
+
+
+class AssignmentViewSet(
+    IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
+):
+    """Who held which role on an incident, and when. POST hands a role to someone."""
+
+    serializer_class = AssignmentSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "role", "user")
+    ordering_fields = ("assumed_at",)
+
+    def get_queryset(self):
+        return self.visible_queryset(RoleAssignment.objects.order_by("incident", "assumed_at"))
+
+    @extend_schema(request=AssignmentSerializer, responses={201: AssignmentSerializer, **ERRORS})
+    def create(self, request, *args, **kwargs):
+        form = AssignmentSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        incident = form.validated_data["incident"]
+        if not visible(request.user).filter(pk=incident.pk).exists():
+            raise serializers.ValidationError({"incident": ["No such incident."]})
+        return service_response(
+            lambda: services.role_assign(
+                incident=incident,
+                role=form.validated_data["role"],
+                user=form.validated_data["user"],
+                actor=request.user,
+            ),
+            AssignmentSerializer,
+            context=self.get_serializer_context(),
+            code=201,
+        )
+
+    @extend_schema(request=None, responses={200: AssignmentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def relieve(self, request, pk=None):
+        require(request, "incidents.change_roleassignment")
+        assignment = self.get_object()
+        return service_response(
+            lambda: (
+                services.role_relieve(
+                    incident=assignment.incident, role=assignment.role, actor=request.user
+                )
+                or assignment
+            ),
+            AssignmentSerializer,
+            context=self.get_serializer_context(),
+        )
+
+
+class TimelineEntrySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TimelineEntry
+        fields = ("id", "incident", "at", "kind", "actor", "text", "data", "corrects")
+        read_only_fields = ("at", "kind", "actor", "data")
+
+
+class TimelineViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The append-only record. POST adds a note (or, with `corrects`, a correction)."""
+
+    serializer_class = TimelineEntrySerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "kind", "actor")
+    search_fields = ("text",)
+    ordering_fields = ("at",)
+
+    def get_queryset(self):
+        return self.visible_queryset(TimelineEntry.objects.order_by("incident", "at", "pk"))
+
+    @extend_schema(
+        request=TimelineEntrySerializer, responses={201: TimelineEntrySerializer, **ERRORS}
+    )
+    def create(self, request, *args, **kwargs):
+        form = TimelineEntrySerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        incident = form.validated_data["incident"]
+        if not visible(request.user).filter(pk=incident.pk).exists():
+            raise serializers.ValidationError({"incident": ["No such incident."]})
+        return service_response(
+            lambda: services.note_add(
+                incident=incident,
+                actor=request.user,
+                text=form.validated_data["text"],
+                corrects=form.validated_data.get("corrects"),
+            ),
+            TimelineEntrySerializer,
+            context=self.get_serializer_context(),
+            code=201,
+        )
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    reads_as_boilerplate = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Message
+        fields = (
+            "id", "incident", "audience", "channel", "language", "template", "subject", "body",
+            "translations", "status", "is_public", "author", "created_at", "submitted_at",
+            "approver", "approved_at", "approval_note", "boilerplate_approved", "sent_at",
+            "sent_by", "published_where", "corrects", "reads_as_boilerplate",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class MessageDraftSerializer(serializers.Serializer):
+    incident = serializers.PrimaryKeyRelatedField(queryset=Incident.objects.all())
+    audience = serializers.PrimaryKeyRelatedField(queryset=StakeholderGroup.objects.all())
+    channel = serializers.CharField()
+    language = serializers.CharField(default="en")
+    template = serializers.IntegerField(required=False, allow_null=True, default=None)
+    facts = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    subject = serializers.CharField(required=False, allow_blank=True, default="")
+    body = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class MessageEditSerializer(serializers.Serializer):
+    subject = serializers.CharField(allow_blank=True)
+    body = serializers.CharField()
+
+
+class ApproveSerializer(serializers.Serializer):
+    note = serializers.CharField(required=False, allow_blank=True, default="")
+    accept_boilerplate = serializers.BooleanField(default=False)
+    approve_own = serializers.BooleanField(default=False)
+
+
+class PublishSerializer(serializers.Serializer):
+    where = serializers.CharField()
+
+
+class CorrectSerializer(serializers.Serializer):
+    body = serializers.CharField()
+    subject = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class MessageViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """The communications timeline: draft, edit, submit, approve, send, publish, correct."""
+
+    serializer_class = MessageSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "audience", "channel", "status", "language")
+    search_fields = ("subject", "body")
+    ordering_fields = ("created_at", "sent_at")
+
+    def get_queryset(self):
+        return self.visible_queryset(Message.objects.order_by("incident", "created_at", "pk"))
+
+    def _respond(self, call, code=200):
+        return service_response(
+            call, MessageSerializer, context=self.get_serializer_context(), code=code
+        )
+
+    @extend_schema(request=MessageDraftSerializer, responses={201: MessageSerializer, **ERRORS})
+    def create(self, request, *args, **kwargs):
+        form = MessageDraftSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data)
+        if not visible(request.user).filter(pk=data["incident"].pk).exists():
+            raise serializers.ValidationError({"incident": ["No such incident."]})
+        template_id = data.pop("template")
+        template = None
+        if template_id is not None:
+            template = (
+                data["incident"].playbook
+                and data["incident"].playbook.templates.filter(pk=template_id).first()
+            )
+            if not template:
+                raise serializers.ValidationError(
+                    {"template": ["Not a template of this incident's playbook."]}
+                )
+        return self._respond(
+            lambda: comms.message_draft(author=request.user, template=template, **data), 201
+        )
+
+    @extend_schema(request=MessageEditSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def edit(self, request, pk=None):
+        """Change a draft's words; every edit is kept."""
+        require(request, "incidents.change_message")
+        form = MessageEditSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_edit(message=message, editor=request.user, **form.validated_data)
+        )
+
+    @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        require(request, "incidents.change_message")
+        message = self.get_object()
+        return self._respond(lambda: comms.message_submit(message=message, actor=request.user))
+
+    @extend_schema(request=ApproveSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def approve(self, request, pk=None):
+        """One voice: needs the approval permission; never your own message, unless crisis
+        manager and "approve_own": true."""
+        form = ApproveSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_approve(
+                message=message, approver=request.user, **form.validated_data
+            )
+        )
+
+    @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def send(self, request, pk=None):
+        """E-mail an approved message to every contact of its audience."""
+        require(request, "incidents.change_message")
+        message = self.get_object()
+        return self._respond(lambda: comms.message_send(message=message, actor=request.user))
+
+    @extend_schema(request=PublishSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def publish(self, request, pk=None):
+        """Record that an approved message was published, and where."""
+        require(request, "incidents.change_message")
+        form = PublishSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_publish(
+                message=message, actor=request.user, where=form.validated_data["where"]
+            )
+        )
+
+    @extend_schema(request=CorrectSerializer, responses={201: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def correct(self, request, pk=None):
+        """Draft a correction of a sent or published message (the original stays)."""
+        require(request, "incidents.add_message")
+        form = CorrectSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_correct(
+                original=message, author=request.user, **form.validated_data
+            ),
+            201,
+        )
+
+
+class TimerSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Timer
+        fields = (
+            "id", "incident", "kind", "due_at", "state", "round", "cycle", "level", "task",
+            "audience", "message", "fired_at", "outcome",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class TimerViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+    serializer_class = TimerSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "kind", "state")
+    ordering_fields = ("due_at",)
+
+    def get_queryset(self):
+        return self.visible_queryset(Timer.objects.order_by("due_at", "pk"))
+
+
+class NotificationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Notification
+        fields = (
+            "id", "incident", "comms_message", "timer", "recipient", "to_email", "reason",
+            "message_id", "subject", "status", "attempts", "created_at", "sent_at",
+            "last_error",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class NotificationViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """The outbox: one row per recipient and reason, with its delivery state."""
+
+    serializer_class = NotificationSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "reason", "status", "recipient")
+    search_fields = ("to_email", "subject")
+    ordering_fields = ("created_at", "sent_at")
+
+    def get_queryset(self):
+        return self.visible_queryset(Notification.objects.order_by("-created_at", "pk"))
+
+
+class PostMortemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PostMortem
+        fields = (
+            "id", "incident", "status", "revision", *PostMortem.NARRATIVE, "created_at",
+            "updated_at", "submitted_at", "published_at", "published_by",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
+class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+    """Post-mortems (narrative and state); the full report is at /incidents/<ref>/postmortem/."""
+
+    serializer_class = PostMortemSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("incident", "status")
+    ordering_fields = ("created_at", "published_at")
+
+    def get_queryset(self):
+        return self.visible_queryset(PostMortem.objects.order_by("-created_at", "pk"))

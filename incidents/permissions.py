@@ -1,0 +1,147 @@
+"""Who may do what: the groups of a crisis team and the object permission of assignment.
+
+Model permissions come from groups (``ensure_groups`` keeps them as defined
+here, after every migrate). A confidential incident is visible only to holders
+of *Can see every confidential incident* (crisis managers) and to the people
+assigned to it: assignment grants the object permission ``view_incident`` on
+that incident (django-guardian) and relieving withdraws it, unless the person
+still holds another role on it. ``incidents.selectors.incidents_visible_to``
+reads exactly this, and every surface reads through it.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.db.models import Q
+
+VIEW_CONFIDENTIAL = "incidents.view_confidential_incident"
+ASSIGNED_PERM = "incidents.view_incident"
+
+_APPS = ("incidents", "playbooks")
+
+
+def _all(qs):
+    return qs
+
+
+def _view_all(qs):
+    # Every "view_" permission except seeing every confidential incident.
+    return qs.filter(codename__startswith="view_").exclude(codename="view_confidential_incident")
+
+
+def _codenames(*names: str):
+    def pick(qs):
+        wanted = Q()
+        for name in names:
+            app, codename = name.split(".")
+            wanted |= Q(content_type__app_label=app, codename=codename)
+        return qs.filter(wanted)
+
+    return pick
+
+
+# Group name -> how to pick its permissions out of the two apps' permissions.
+GROUPS = {
+    "Crisis managers": [_all],
+    "Responders": [
+        _view_all,
+        _codenames(
+            "incidents.add_incident",
+            "incidents.change_incident",
+            "incidents.acknowledge_incident",
+            "incidents.change_task",
+            "incidents.add_timelineentry",
+            "incidents.add_roleassignment",
+            "incidents.change_roleassignment",
+            "incidents.add_postmortem",
+            "incidents.change_postmortem",
+            "incidents.add_actionitem",
+            "incidents.change_actionitem",
+        ),
+    ],
+    "Communications": [
+        _view_all,
+        _codenames(
+            "incidents.add_message",
+            "incidents.change_message",
+            "incidents.add_timelineentry",
+            "playbooks.add_stakeholder",
+            "playbooks.change_stakeholder",
+            "playbooks.add_messagetemplate",
+            "playbooks.change_messagetemplate",
+        ),
+    ],
+    "Legal": [_view_all, _codenames("incidents.approve_message", "incidents.add_timelineentry")],
+    "Executives": [
+        _codenames(
+            "incidents.view_incident",
+            "incidents.view_postmortem",
+            "incidents.view_actionitem",
+            "incidents.view_message",
+            "incidents.view_timelineentry",
+            "playbooks.view_risk",
+            "playbooks.view_playbook",
+        )
+    ],
+}
+
+# Which group a crisis role's holders belong to in the demo desk.
+ROLE_GROUPS = {
+    "crisis-manager": "Crisis managers",
+    "communications-lead": "Communications",
+    "spokesperson": "Communications",
+    "legal-counsel": "Legal",
+    "technical-lead": "Responders",
+    "scribe": "Responders",
+    "executive-sponsor": "Executives",
+}
+
+
+def ensure_groups() -> dict[str, Group]:
+    """Create the groups and set their permissions exactly as defined above."""
+    base = Permission.objects.filter(content_type__app_label__in=_APPS)
+    groups = {}
+    for name, pickers in GROUPS.items():
+        group, _created = Group.objects.get_or_create(name=name)
+        perms = set()
+        for pick in pickers:
+            perms |= set(pick(base).values_list("pk", flat=True))
+        group.permissions.set(perms)
+        groups[name] = group
+    return groups
+
+
+def on_post_migrate(sender, **kwargs) -> None:
+    ensure_groups()
+
+
+def grant_assignment(*, incident, user: AbstractBaseUser) -> None:
+    from guardian.shortcuts import assign_perm
+
+    assign_perm(ASSIGNED_PERM, user, incident)
+
+
+def withdraw_assignment(*, incident, user: AbstractBaseUser) -> None:
+    """Withdraw the object permission unless the person still holds a role on it."""
+    from guardian.shortcuts import remove_perm
+
+    from incidents.models import RoleAssignment
+
+    still = RoleAssignment.objects.filter(
+        incident=incident, user=user, relieved_at__isnull=True
+    ).exists()
+    if not still:
+        remove_perm(ASSIGNED_PERM, user, incident)
+
+
+def demo_groups() -> None:
+    """Put the demo team in the groups of the roles they hold."""
+    from playbooks.models import CrisisRole
+
+    groups = ensure_groups()
+    for role in CrisisRole.objects.prefetch_related("holders"):
+        name = ROLE_GROUPS.get(role.slug)
+        if name:
+            for user in role.holders.all():
+                if not user.is_superuser:
+                    user.groups.add(groups[name])

@@ -1,0 +1,392 @@
+"""The REST API: the same services as the admin, clear errors, idempotent opening,
+and a permission matrix with no leaks of confidential incidents."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from rest_framework.test import APIClient
+
+from incidents import services as incident_services
+from incidents.models import Incident
+from incidents.permissions import ensure_groups
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def desk(broker_calls, comms_desk):
+    ensure_groups()
+    return comms_desk
+
+
+def member(username, *groups, **extra):
+    user = UserFactory(username=username, email=f"{username}@example.test", **extra)
+    for name in groups:
+        user.groups.add(Group.objects.get(name=name))
+    return user
+
+
+def api(user=None) -> APIClient:
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+def test_opening_is_idempotent_by_key_and_bad_input_gets_field_messages(desk):
+    manager = member("manager", "Crisis managers")
+    client = api(manager)
+    body = {"title": "Adatszivárgás", "severity": 1, "playbook": desk["incident"].playbook_id}
+    first = client.post("/api/v1/incidents/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert first.status_code == 201, first.content
+    again = client.post("/api/v1/incidents/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    other = client.post("/api/v1/incidents/", body, format="json", HTTP_IDEMPOTENCY_KEY="k-2")
+    assert other.json()["id"] != first.json()["id"]
+    assert Incident.objects.filter(title="Adatszivárgás").count() == 2
+    assert first.json()["title"] == "Adatszivárgás"  # Unicode end to end
+
+    bad = client.post("/api/v1/incidents/", {"severity": 9}, format="json")
+    assert bad.status_code == 400
+    assert set(bad.json()) >= {"title", "severity"}
+    draft = desk["incident"].playbook
+    from playbooks.services import playbook_new_version
+
+    new_draft = playbook_new_version(playbook=draft)
+    refused = client.post(
+        "/api/v1/incidents/", {"title": "x", "playbook": new_draft.pk}, format="json"
+    )
+    assert refused.status_code == 400 and "playbook" in refused.json()
+    assert client.get("/api/v1/incidents/999999/").status_code == 404
+    assert Incident.objects.filter(title="x").count() == 0
+
+
+def test_the_life_cycle_through_the_api_writes_the_timeline(desk):
+    manager = member("manager", "Crisis managers")
+    client = api(manager)
+    incident = desk["incident"]
+    url = f"/api/v1/incidents/{incident.pk}"
+    assert client.post(f"{url}/acknowledge/").json()["status"] == "acknowledged"
+    severity = client.post(f"{url}/severity/", {"severity": 7}, format="json")
+    assert severity.status_code == 400 and "severity" in severity.json()
+    assert client.post(f"{url}/severity/", {"severity": 2}, format="json").json()["severity"] == 2
+    assert client.post(f"{url}/contain/").json()["status"] == "contained"
+    assert (
+        client.post(f"{url}/resolve/", {"summary": "Fixed."}, format="json").json()["status"]
+        == "resolved"
+    )
+    closed = client.post(f"{url}/close/")
+    assert closed.json()["status"] == "closed"
+    assert client.post(f"{url}/close/").status_code == 400  # already closed: a clear error
+    assert client.post(f"{url}/reopen/", {"reason": "Back."}, format="json").json()["status"] == (
+        "open"
+    )
+    kinds = [
+        e["kind"] for e in client.get(f"/api/v1/timeline/?incident={incident.pk}").json()["results"]
+    ]
+    assert {"acknowledged", "severity", "contained", "resolved", "closed", "reopened"} <= set(kinds)
+
+    note = client.post(
+        "/api/v1/timeline/", {"incident": incident.pk, "text": "Called the bank."}, format="json"
+    )
+    assert note.status_code == 201 and note.json()["kind"] == "note"
+    entry = note.json()["id"]
+    assert (
+        client.patch(f"/api/v1/timeline/{entry}/", {"text": "x"}, format="json").status_code == 405
+    )
+    assert client.delete(f"/api/v1/timeline/{entry}/").status_code == 405
+    empty = client.post("/api/v1/timeline/", {"incident": incident.pk, "text": ""}, format="json")
+    assert empty.status_code == 400 and "text" in empty.json()
+
+    task = client.get(f"/api/v1/tasks/?incident={incident.pk}").json()["results"][0]
+    done = client.post(f"/api/v1/tasks/{task['id']}/complete/", {"note": "ok"}, format="json")
+    assert done.json()["status"] == "done"
+
+    # The audit history recorded who changed the incident, through the API.
+    history = incident.history.order_by("history_date")
+    assert history.filter(history_user=manager).exists()
+    assert {h.severity for h in history} >= {1, 2}
+
+
+def test_one_voice_through_the_api(desk):
+    writer = member("writer", "Communications")
+    lawyer = member("lawyer2", "Legal")
+    incident = desk["incident"]
+    w, law = api(writer), api(lawyer)
+    draft = w.post(
+        "/api/v1/messages/",
+        {
+            "incident": incident.pk,
+            "audience": desk["customers"].pk,
+            "channel": "website",
+            "body": "We are investigating.",
+        },
+        format="json",
+    )
+    assert draft.status_code == 201, draft.content
+    mid = draft.json()["id"]
+    assert (
+        w.post(
+            f"/api/v1/messages/{mid}/edit/", {"subject": "", "body": "We are on it."}, format="json"
+        ).status_code
+        == 200
+    )
+    assert w.post(f"/api/v1/messages/{mid}/submit/").json()["status"] == "in_review"
+    own = w.post(f"/api/v1/messages/{mid}/approve/", {}, format="json")
+    assert own.status_code == 403
+    approved = law.post(f"/api/v1/messages/{mid}/approve/", {"note": "ok"}, format="json")
+    assert approved.status_code == 200, approved.content
+    assert approved.json()["status"] == "approved"
+    missing_where = w.post(f"/api/v1/messages/{mid}/publish/", {}, format="json")
+    assert missing_where.status_code == 400 and "where" in missing_where.json()
+    published = w.post(
+        f"/api/v1/messages/{mid}/publish/", {"where": "https://s.example"}, format="json"
+    )
+    assert published.json()["status"] == "published"
+    assert w.post(
+        f"/api/v1/messages/{mid}/edit/", {"subject": "", "body": "x"}, format="json"
+    ).status_code in (400, 409)
+    fix = w.post(f"/api/v1/messages/{mid}/correct/", {"body": "Correction: 1,200."}, format="json")
+    assert fix.status_code == 201 and fix.json()["corrects"] == mid
+    bad_template = w.post(
+        "/api/v1/messages/",
+        {
+            "incident": incident.pk,
+            "audience": desk["customers"].pk,
+            "channel": "email",
+            "template": 999999,
+        },
+        format="json",
+    )
+    assert bad_template.status_code == 400 and "template" in bad_template.json()
+
+
+# ------------------------------------------------------------------ permission matrix
+
+PERSONAS = ("anonymous", "outsider", "executive", "assigned", "unassigned", "manager")
+
+
+@pytest.fixture
+def matrix(desk):
+    public = desk["incident"]
+    secret = incident_services.incident_open(
+        title="Vezérigazgatói botrány", confidential=True, playbook=public.playbook
+    )
+    people = {
+        "anonymous": None,
+        "outsider": member("outsider"),
+        "executive": member("executive", "Executives"),
+        "assigned": member("assigned", "Responders"),
+        "unassigned": member("unassigned", "Responders"),
+        "manager": member("manager", "Crisis managers"),
+    }
+    role = secret.assignments.first().role
+    incident_services.role_assign(incident=secret, role=role, user=people["assigned"])
+    from incidents import comms
+    from incidents.models import Notification
+
+    for incident in (public, secret):
+        incident_services.note_add(incident=incident, actor=None, text=f"note on {incident.title}")
+        comms.message_draft(
+            incident=incident,
+            author=people["manager"],
+            audience=desk["customers"],
+            channel="website",
+            body=f"Draft about {incident.title}",
+        )
+        Notification.objects.create(
+            incident=incident,
+            to_email="someone@example.test",
+            reason="escalation",
+            dedupe_key=f"matrix:{incident.pk}",
+            message_id=f"<matrix-{incident.pk}@example.test>",
+            subject=incident.title,
+            body_text="b",
+        )
+        incident_services.incident_resolve(incident=incident, actor=None)
+    return {"public": public, "secret": secret, "people": people}
+
+
+# What each persona may read: (lists/details of incident records, may see confidential)
+CAN_READ = {
+    "anonymous": (False, False),
+    "outsider": (False, False),
+    "executive": (True, False),
+    "assigned": (True, True),
+    "unassigned": (True, False),
+    "manager": (True, True),
+}
+
+ENDPOINTS = {
+    "incidents": "/api/v1/incidents/",
+    "tasks": "/api/v1/tasks/",
+    "assignments": "/api/v1/assignments/",
+    "timeline": "/api/v1/timeline/",
+    "messages": "/api/v1/messages/",
+    "timers": "/api/v1/timers/",
+    "notifications": "/api/v1/notifications/",
+    "postmortems": "/api/v1/postmortems/",
+}
+# Executives read incidents, timelines, messages and post-mortems, not the machinery.
+EXECUTIVE_READS = {"incidents", "timeline", "messages", "postmortems"}
+
+
+def _incident_ids(rows, name):
+    return {row["id"] if name == "incidents" else row["incident"] for row in rows}
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_permission_matrix_api(matrix, persona):
+    client = api(matrix["people"][persona])
+    public, secret = matrix["public"], matrix["secret"]
+    may_read, may_see_secret = CAN_READ[persona]
+    for name, url in ENDPOINTS.items():
+        allowed = may_read and (persona != "executive" or name in EXECUTIVE_READS)
+        response = client.get(url)
+        if not allowed:
+            assert response.status_code in (401, 403), (persona, name, response.status_code)
+            continue
+        assert response.status_code == 200, (persona, name)
+        seen = _incident_ids(response.json()["results"], name)
+        assert (secret.pk in seen) == may_see_secret, (persona, name, "list")
+        # Filters and search never reveal it either.
+        if name != "incidents" and not may_see_secret:
+            assert client.get(url, {"incident": secret.pk}).json()["results"] == [], (persona, name)
+        searched = client.get(url, {"search": "Vezérigazgatói"}).json()
+        if not may_see_secret:
+            assert secret.pk not in _incident_ids(searched["results"], name), (persona, name)
+    # Details: the secret incident is 404 (its existence is secret), the public one readable.
+    detail = client.get(f"/api/v1/incidents/{secret.pk}/")
+    if not may_read:
+        assert detail.status_code in (401, 403)
+    else:
+        assert detail.status_code == (200 if may_see_secret else 404)
+        assert client.get(f"/api/v1/incidents/{public.pk}/").status_code == 200
+    # Acting on the secret incident is refused without leaking it.
+    if not may_see_secret:
+        acted = client.post(f"/api/v1/incidents/{secret.pk}/reopen/", {}, format="json")
+        assert acted.status_code in (401, 403, 404), (persona, acted.status_code)
+        secret.refresh_from_db()
+        assert secret.status == "resolved"
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_permission_matrix_pages(client, matrix, persona):
+    from django.contrib.auth.models import Permission
+
+    user = matrix["people"][persona]
+    if user is not None:
+        # Pages are read by anyone allowed to read post-mortems.
+        if persona != "outsider":
+            user.user_permissions.add(Permission.objects.get(codename="view_postmortem"))
+        client.force_login(user)
+    may_read, may_see_secret = CAN_READ[persona]
+    for incident, visible in ((matrix["public"], True), (matrix["secret"], may_see_secret)):
+        for path in (
+            f"/incidents/{incident.reference}/postmortem/",
+            f"/incidents/{incident.reference}/postmortem.md",
+        ):
+            response = client.get(path)
+            if user is None:
+                assert response.status_code == 302, path
+            elif persona == "outsider":
+                assert response.status_code == 403, path
+            else:
+                assert response.status_code == (200 if visible else 404), (persona, path)
+    trends = client.get("/incidents/trends/")
+    if user is not None and persona != "outsider":
+        assert ("1 incident, drills excluded." in trends.content.decode()) == (not may_see_secret)
+
+
+def test_the_admin_hides_confidential_incidents_from_staff_not_on_them(client, matrix):
+    staff = matrix["people"]["unassigned"]
+    staff.is_staff = True
+    staff.save()
+    client.force_login(staff)
+    secret = matrix["secret"]
+    listing = client.get("/admin/incidents/incident/").content.decode()
+    assert matrix["public"].reference in listing and secret.reference not in listing
+    found = client.get("/admin/incidents/incident/", {"q": "Vezérigazgatói"}).content.decode()
+    assert secret.reference not in found
+    change = client.get(f"/admin/incidents/incident/{secret.pk}/change/")
+    assert change.status_code in (302, 404)
+    assert client.get(f"/incidents/{secret.reference}/communications/").status_code == 404
+
+
+# ------------------------------------------------------------------ queries and schema
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["/api/v1/incidents/", "/api/v1/tasks/", "/api/v1/timeline/", "/api/v1/messages/",
+     "/api/v1/assignments/", "/api/v1/notifications/", "/api/v1/postmortems/"],
+)  # fmt: skip
+def test_list_endpoints_take_the_same_queries_for_5_and_50_rows(desk, url):
+    from incidents import comms
+    from incidents.models import Notification
+
+    manager = member("manager", "Crisis managers")
+    client = api(manager)
+
+    client.get(url)  # warm the permission cache of this user
+
+    def count(page_size):
+        with CaptureQueriesContext(connection) as ctx:
+            response = client.get(url, {"page_size": page_size, "page": 1})
+        assert response.status_code == 200
+        return len(ctx.captured_queries), len(response.json()["results"])
+
+    for i in range(12):
+        incident = incident_services.incident_open(
+            title=f"Incident {i}", playbook=desk["incident"].playbook
+        )
+        incident_services.note_add(incident=incident, actor=manager, text="n")
+        Notification.objects.create(
+            incident=incident,
+            to_email="a@example.test",
+            reason="escalation",
+            dedupe_key=f"q:{i}",
+            message_id=f"<q-{i}@example.test>",
+            subject="s",
+            body_text="b",
+        )
+        comms.message_draft(
+            incident=incident,
+            author=manager,
+            audience=desk["customers"],
+            channel="website",
+            body="Draft.",
+        )
+        incident_services.incident_resolve(incident=incident, actor=manager)
+    small = count(5)
+    large = count(50)
+    assert small[1] == 5 and large[1] > 5
+    assert small[0] == large[0], (small, large)
+
+
+def test_the_schema_documents_every_endpoint_and_the_docs_need_no_cdn(desk, client):
+    manager = member("manager", "Crisis managers")
+    client.force_login(manager)
+    schema = client.get("/api/schema/", HTTP_ACCEPT="application/json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    for name in list(ENDPOINTS) + [
+        "risks",
+        "roles",
+        "rotations",
+        "stakeholder-groups",
+        "contacts",
+        "playbooks",
+    ]:
+        assert f"/api/v1/{name}/" in paths, name
+    for action in ("acknowledge", "severity", "contain", "resolve", "close", "reopen"):
+        assert f"/api/v1/incidents/{{id}}/{action}/" in paths
+    for action in ("edit", "submit", "approve", "send", "publish", "correct"):
+        assert f"/api/v1/messages/{{id}}/{action}/" in paths
+    assert "400" in paths["/api/v1/incidents/"]["post"]["responses"]
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger-ui" in docs and "cdn" not in docs.lower() and "jsdelivr" not in docs

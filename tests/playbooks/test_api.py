@@ -1,0 +1,100 @@
+"""The preparedness API: the register, roles, rotations, stakeholders and playbooks."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group
+from rest_framework.test import APIClient
+
+from incidents.permissions import ensure_groups
+from playbooks.models import Playbook, Risk
+from playbooks.seed import demo_seed
+from tests.factories import UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def desk(settings, tmp_path):
+    settings.VAR_DIR = tmp_path
+    demo_seed()
+    ensure_groups()
+
+
+def client_for(*groups):
+    user = UserFactory()
+    for name in groups:
+        user.groups.add(Group.objects.get(name=name))
+    client = APIClient()
+    client.force_authenticate(user)
+    return client, user
+
+
+def test_the_risk_register_validates_and_derives_the_score(desk):
+    client, user = client_for("Crisis managers")
+    bad = client.post(
+        "/api/v1/risks/",
+        {"title": "", "category": "nonsense", "likelihood": 9, "impact": 0, "velocity": 3},
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert {"title", "category", "likelihood", "impact"} <= set(bad.json())
+    created = client.post(
+        "/api/v1/risks/",
+        {"title": "Zsarolóvírus", "category": "data_breach", "likelihood": 4, "impact": 5,
+         "velocity": 5, "owner": user.pk},
+        format="json",
+    )  # fmt: skip
+    assert created.status_code == 201, created.content
+    assert created.json()["score"] == 20
+    rid = created.json()["id"]
+    assert client.patch(f"/api/v1/risks/{rid}/", {"impact": 2}, format="json").json()["score"] == 8
+    listed = client.get("/api/v1/risks/", {"category": "data_breach", "ordering": "-likelihood"})
+    assert listed.status_code == 200 and listed.json()["count"] >= 1
+    history = Risk.objects.get(pk=rid).history.all()
+    assert [h.impact for h in history.order_by("history_date")][-2:] == [5, 2]
+
+    readers, _ = client_for("Executives")
+    assert readers.get("/api/v1/risks/").status_code == 200
+    assert readers.post("/api/v1/risks/", {}, format="json").status_code == 403
+
+
+def test_who_is_on_call_now_and_the_stakeholders(desk):
+    client, _ = client_for("Crisis managers")
+    now = client.get("/api/v1/rotations/now/").json()
+    assert len(now) == 7 and all(row["user"] for row in now)
+    groups = client.get("/api/v1/stakeholder-groups/").json()["results"]
+    customers = next(g for g in groups if g["slug"] == "customers")
+    contact = client.post(
+        "/api/v1/contacts/",
+        {
+            "group": customers["id"],
+            "name": "Αλέξης",
+            "email": "alexis@example.test",
+            "language": "el",
+        },
+        format="json",
+    )
+    assert contact.status_code == 201 and contact.json()["name"] == "Αλέξης"
+    bad = client.post(
+        "/api/v1/contacts/", {"group": customers["id"], "name": "x", "email": "nope"}, format="json"
+    )
+    assert bad.status_code == 400 and "email" in bad.json()
+    found = client.get("/api/v1/contacts/", {"search": "Αλέξης"}).json()
+    assert found["count"] == 1
+
+
+def test_playbooks_are_read_with_their_content_and_versioned_by_actions(desk):
+    client, _ = client_for("Crisis managers")
+    listing = client.get("/api/v1/playbooks/", {"status": "published", "key": "data-breach"}).json()
+    [playbook] = listing["results"]
+    assert playbook["steps"] and playbook["templates"] and playbook["escalation_levels"]
+    draft = client.post(f"/api/v1/playbooks/{playbook['id']}/new_version/")
+    assert draft.status_code == 201 and draft.json()["version"] == playbook["version"] + 1
+    published = client.post(f"/api/v1/playbooks/{draft.json()['id']}/publish/")
+    assert published.status_code == 200 and published.json()["status"] == "published"
+    assert Playbook.objects.get(pk=playbook["id"]).status == "retired"
+    again = client.post(f"/api/v1/playbooks/{playbook['id']}/publish/")
+    assert again.status_code == 400
+    responder, _ = client_for("Responders")
+    assert responder.post(f"/api/v1/playbooks/{playbook['id']}/new_version/").status_code == 403
