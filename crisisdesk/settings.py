@@ -250,6 +250,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for choice sets several fields share (risk category, playbook scenario,
+    # incident category; the languages of groups, contacts, templates and messages).
+    "ENUM_NAME_OVERRIDES": {
+        "ScenarioEnum": "playbooks.models.Scenario",
+        "LanguageEnum": "crisisdesk.settings.LANGUAGES",
+        "ChannelEnum": "playbooks.models.Channel",
+    },
 }
 
 LOGGING = {

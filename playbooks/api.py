@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
 from playbooks import oncall, services
 from playbooks.models import (
+    Channel,
     CrisisRole,
     EscalationLevel,
     MessageTemplate,
@@ -20,6 +21,7 @@ from playbooks.models import (
     RotationMember,
     Stakeholder,
     StakeholderGroup,
+    SurfaceChannel,
     UpdateCadence,
 )
 from playbooks.models import Risk as RiskModel
@@ -52,6 +54,9 @@ class ModelCleanMixin:
 
 class RiskSerializer(ModelCleanMixin, serializers.ModelSerializer):
     score = serializers.IntegerField(read_only=True)
+    channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=SurfaceChannel.choices), required=False
+    )
     review_overdue = serializers.SerializerMethodField()
 
     class Meta:
@@ -148,6 +153,10 @@ class OnCallRotationViewSet(viewsets.ReadOnlyModelViewSet):
 
 
 class StakeholderGroupSerializer(serializers.ModelSerializer):
+    preferred_channels = serializers.ListField(
+        child=serializers.ChoiceField(choices=Channel.choices), required=False
+    )
+
     class Meta:
         model = StakeholderGroup
         fields = (

@@ -35,7 +35,7 @@ def desk(settings, tmp_path):
     from tests.factories import UserFactory
 
     user = UserFactory(username="walker")
-    Group.objects.create(name="Responders")
+    Group.objects.create(name="Night shift")
     Token.objects.create(user=user)
     ReviewReminder.objects.create(user=user, sent_on=timezone.localdate(), items=2)
     Notification.objects.create(
