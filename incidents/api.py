@@ -42,6 +42,30 @@ def visible(user):
     return incidents_visible_to(user)
 
 
+class VisibleIncidentField(serializers.PrimaryKeyRelatedField):
+    """An incident id the user may see. Any other id reads as not existing, with the
+    same message as a made-up one, so existence never leaks."""
+
+    def get_queryset(self):
+        return visible(self.context["request"].user)
+
+
+def _visible_for_filter(request):
+    return visible(request.user) if request is not None else Incident.objects.none()
+
+
+def scoped_filterset(model, fields: tuple[str, ...]):
+    """A FilterSet whose ?incident= accepts only visible incidents, answering exactly
+    as for an id that does not exist."""
+    import django_filters
+
+    attrs = {
+        "incident": django_filters.ModelChoiceFilter(queryset=_visible_for_filter),
+        "Meta": type("Meta", (), {"model": model, "fields": fields}),
+    }
+    return type(f"{model.__name__}FilterSet", (django_filters.FilterSet,), attrs)
+
+
 # ------------------------------------------------------------------ incidents
 
 
@@ -236,7 +260,7 @@ class TaskViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = TaskSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "status", "role", "assignee", "phase")
+    filterset_class = scoped_filterset(Task, ("incident", "status", "role", "assignee", "phase"))
     search_fields = ("title",)
     ordering_fields = ("position", "due_at", "done_at")
 
@@ -259,6 +283,8 @@ class TaskViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
 
 
 class AssignmentSerializer(serializers.ModelSerializer):
+    incident = VisibleIncidentField()
+
     class Meta:
         model = RoleAssignment
         fields = ("id", "incident", "role", "user", "assumed_at", "relieved_at", "assigned_by")
@@ -277,7 +303,7 @@ class AssignmentViewSet(
     serializer_class = AssignmentSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "role", "user")
+    filterset_class = scoped_filterset(RoleAssignment, ("incident", "role", "user"))
     ordering_fields = ("assumed_at",)
 
     def get_queryset(self):
@@ -285,11 +311,9 @@ class AssignmentViewSet(
 
     @extend_schema(request=AssignmentSerializer, responses={201: AssignmentSerializer, **ERRORS})
     def create(self, request, *args, **kwargs):
-        form = AssignmentSerializer(data=request.data)
+        form = AssignmentSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         incident = form.validated_data["incident"]
-        if not visible(request.user).filter(pk=incident.pk).exists():
-            raise serializers.ValidationError({"incident": ["No such incident."]})
         return service_response(
             lambda: services.role_assign(
                 incident=incident,
@@ -319,7 +343,15 @@ class AssignmentViewSet(
         )
 
 
+class VisibleEntryField(serializers.PrimaryKeyRelatedField):
+    def get_queryset(self):
+        return TimelineEntry.objects.filter(incident__in=visible(self.context["request"].user))
+
+
 class TimelineEntrySerializer(serializers.ModelSerializer):
+    incident = VisibleIncidentField()
+    corrects = VisibleEntryField(required=False, allow_null=True)
+
     class Meta:
         model = TimelineEntry
         fields = ("id", "incident", "at", "kind", "actor", "text", "data", "corrects")
@@ -332,7 +364,7 @@ class TimelineViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Rea
     serializer_class = TimelineEntrySerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "kind", "actor")
+    filterset_class = scoped_filterset(TimelineEntry, ("incident", "kind", "actor"))
     search_fields = ("text",)
     ordering_fields = ("at",)
 
@@ -343,11 +375,9 @@ class TimelineViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Rea
         request=TimelineEntrySerializer, responses={201: TimelineEntrySerializer, **ERRORS}
     )
     def create(self, request, *args, **kwargs):
-        form = TimelineEntrySerializer(data=request.data)
+        form = TimelineEntrySerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         incident = form.validated_data["incident"]
-        if not visible(request.user).filter(pk=incident.pk).exists():
-            raise serializers.ValidationError({"incident": ["No such incident."]})
         return service_response(
             lambda: services.note_add(
                 incident=incident,
@@ -376,7 +406,7 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class MessageDraftSerializer(serializers.Serializer):
-    incident = serializers.PrimaryKeyRelatedField(queryset=Incident.objects.all())
+    incident = VisibleIncidentField()
     audience = serializers.PrimaryKeyRelatedField(queryset=StakeholderGroup.objects.all())
     channel = serializers.CharField()
     language = serializers.CharField(default="en")
@@ -412,7 +442,9 @@ class MessageViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Read
     serializer_class = MessageSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "audience", "channel", "status", "language")
+    filterset_class = scoped_filterset(
+        Message, ("incident", "audience", "channel", "status", "language")
+    )
     search_fields = ("subject", "body")
     ordering_fields = ("created_at", "sent_at")
 
@@ -426,11 +458,9 @@ class MessageViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Read
 
     @extend_schema(request=MessageDraftSerializer, responses={201: MessageSerializer, **ERRORS})
     def create(self, request, *args, **kwargs):
-        form = MessageDraftSerializer(data=request.data)
+        form = MessageDraftSerializer(data=request.data, context=self.get_serializer_context())
         form.is_valid(raise_exception=True)
         data = dict(form.validated_data)
-        if not visible(request.user).filter(pk=data["incident"].pk).exists():
-            raise serializers.ValidationError({"incident": ["No such incident."]})
         template_id = data.pop("template")
         template = None
         if template_id is not None:
@@ -531,7 +561,7 @@ class TimerViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = TimerSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "kind", "state")
+    filterset_class = scoped_filterset(Timer, ("incident", "kind", "state"))
     ordering_fields = ("due_at",)
 
     def get_queryset(self):
@@ -555,7 +585,7 @@ class NotificationViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = NotificationSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "reason", "status", "recipient")
+    filterset_class = scoped_filterset(Notification, ("incident", "reason", "status", "recipient"))
     search_fields = ("to_email", "subject")
     ordering_fields = ("created_at", "sent_at")
 
@@ -579,7 +609,7 @@ class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = PostMortemSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
-    filterset_fields = ("incident", "status")
+    filterset_class = scoped_filterset(PostMortem, ("incident", "status"))
     ordering_fields = ("created_at", "published_at")
 
     def get_queryset(self):

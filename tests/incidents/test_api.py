@@ -255,7 +255,8 @@ def test_permission_matrix_api(matrix, persona):
         assert (secret.pk in seen) == may_see_secret, (persona, name, "list")
         # Filters and search never reveal it either.
         if name != "incidents" and not may_see_secret:
-            assert client.get(url, {"incident": secret.pk}).json()["results"] == [], (persona, name)
+            filtered = client.get(url, {"incident": secret.pk})
+            assert filtered.status_code == 400 or filtered.json()["results"] == [], (persona, name)
         searched = client.get(url, {"search": "Vezérigazgatói"}).json()
         if not may_see_secret:
             assert secret.pk not in _incident_ids(searched["results"], name), (persona, name)
@@ -266,6 +267,22 @@ def test_permission_matrix_api(matrix, persona):
     else:
         assert detail.status_code == (200 if may_see_secret else 404)
         assert client.get(f"/api/v1/incidents/{public.pk}/").status_code == 200
+    # Naming its id anywhere answers exactly as an id that does not exist.
+    if may_read and not may_see_secret:
+        for name, url in ENDPOINTS.items():
+            if name == "incidents" or (persona == "executive" and name not in EXECUTIVE_READS):
+                continue
+            real = client.get(url, {"incident": secret.pk})
+            made_up = client.get(url, {"incident": 999999})
+            assert (real.status_code, real.json()) == (made_up.status_code, made_up.json()), name
+
+        def answer(incident_id):
+            response = client.post(
+                "/api/v1/timeline/", {"incident": incident_id, "text": "x"}, format="json"
+            )
+            return response.status_code, str(response.json()).replace(str(incident_id), "ID")
+
+        assert answer(secret.pk) == answer(999999)
     # Acting on the secret incident is refused without leaking it.
     if not may_see_secret:
         acted = client.post(f"/api/v1/incidents/{secret.pk}/reopen/", {}, format="json")
@@ -390,3 +407,12 @@ def test_the_schema_documents_every_endpoint_and_the_docs_need_no_cdn(desk, clie
     assert "400" in paths["/api/v1/incidents/"]["post"]["responses"]
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "jsdelivr" not in docs
+
+
+def test_the_schema_is_valid_openapi_without_warnings(tmp_path):
+    from django.core.management import call_command
+
+    out = tmp_path / "schema.yaml"
+    call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith("openapi: 3") and "Idempotency-Key" in text
