@@ -10,7 +10,12 @@ from __future__ import annotations
 
 from django.db import IntegrityError, transaction
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+)
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -42,6 +47,7 @@ def visible(user):
     return incidents_visible_to(user)
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class VisibleIncidentField(serializers.PrimaryKeyRelatedField):
     """An incident id the user may see. Any other id reads as not existing, with the
     same message as a made-up one, so existence never leaks."""
@@ -343,6 +349,7 @@ class AssignmentViewSet(
         )
 
 
+@extend_schema_field(OpenApiTypes.INT)
 class VisibleEntryField(serializers.PrimaryKeyRelatedField):
     def get_queryset(self):
         return TimelineEntry.objects.filter(incident__in=visible(self.context["request"].user))
