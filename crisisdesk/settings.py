@@ -256,6 +256,7 @@ SPECTACULAR_SETTINGS = {
         "ScenarioEnum": "playbooks.models.Scenario",
         "LanguageEnum": "crisisdesk.settings.LANGUAGES",
         "ChannelEnum": "playbooks.models.Channel",
+        "ActionItemStatusEnum": "incidents.models.ActionItemStatus",
     },
 }
 

@@ -29,6 +29,7 @@ router.register("messages", incidents_api.MessageViewSet, basename="message")
 router.register("timers", incidents_api.TimerViewSet, basename="timer")
 router.register("notifications", incidents_api.NotificationViewSet, basename="notification")
 router.register("postmortems", incidents_api.PostMortemViewSet, basename="postmortem")
+router.register("action-items", incidents_api.ActionItemViewSet, basename="actionitem")
 
 urlpatterns = [
     path("api/v1/", include(router.urls)),

@@ -21,13 +21,15 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
-from incidents import comms, services
+from incidents import comms, postmortem, services
 from incidents.models import (
+    ActionItem,
     IdempotencyKey,
     Incident,
     Message,
     Notification,
     PostMortem,
+    PostMortemRevision,
     RoleAssignment,
     Task,
     TimelineEntry,
@@ -610,8 +612,26 @@ class PostMortemSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class NarrativeSerializer(serializers.Serializer):
+    summary = serializers.CharField(required=False, allow_blank=True)
+    impact = serializers.CharField(required=False, allow_blank=True)
+    went_well = serializers.CharField(required=False, allow_blank=True)
+    went_poorly = serializers.CharField(required=False, allow_blank=True)
+    got_lucky = serializers.CharField(required=False, allow_blank=True)
+    root_cause = serializers.CharField(required=False, allow_blank=True)
+    lessons = serializers.CharField(required=False, allow_blank=True)
+
+
+class RevisionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PostMortemRevision
+        fields = ("id", "postmortem", "number", "published_at", "published_by", "narrative")
+        read_only_fields = fields
+
+
 class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
-    """Post-mortems (narrative and state); the full report is at /incidents/<ref>/postmortem/."""
+    """Post-mortems: narrative and review state. The full report, with the facts from the
+    record, is at /incidents/<reference>/postmortem/ (HTML, .md, .pdf)."""
 
     serializer_class = PostMortemSerializer
     permission_classes = [ModelPermissions]
@@ -621,3 +641,135 @@ class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return self.visible_queryset(PostMortem.objects.order_by("-created_at", "pk"))
+
+    def _respond(self, call, serializer_class=PostMortemSerializer, code=200):
+        return service_response(
+            call, serializer_class, context=self.get_serializer_context(), code=code
+        )
+
+    @extend_schema(request=NarrativeSerializer, responses={200: PostMortemSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def edit(self, request, pk=None):
+        """Change narrative sections; editing a published report starts the next revision."""
+        require(request, "incidents.change_postmortem")
+        form = NarrativeSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        pm = self.get_object()
+        return self._respond(
+            lambda: postmortem.postmortem_edit(
+                postmortem=pm, actor=request.user, **form.validated_data
+            )
+        )
+
+    @extend_schema(request=None, responses={200: PostMortemSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def submit(self, request, pk=None):
+        require(request, "incidents.change_postmortem")
+        pm = self.get_object()
+        return self._respond(
+            lambda: postmortem.postmortem_submit(postmortem=pm, actor=request.user)
+        )
+
+    @extend_schema(request=None, responses={201: RevisionSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def publish(self, request, pk=None):
+        """Freeze this revision (needs the publish permission)."""
+        pm = self.get_object()
+        return self._respond(
+            lambda: postmortem.postmortem_publish(postmortem=pm, actor=request.user),
+            RevisionSerializer,
+            201,
+        )
+
+
+class ActionItemSerializer(serializers.ModelSerializer):
+    is_overdue = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ActionItem
+        fields = (
+            "id", "postmortem", "title", "description", "owner", "due_on", "kind", "status",
+            "playbook", "produced_version", "created_at", "done_at", "is_overdue",
+        )  # fmt: skip
+        read_only_fields = ("produced_version", "created_at", "done_at", "status")
+
+    def validate_postmortem(self, value):
+        if not visible(self.context["request"].user).filter(pk=value.incident_id).exists():
+            raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
+        return value
+
+
+class ActionItemStatusSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=ActionItem.Status.choices)
+
+
+class ActionItemViewSet(
+    IncidentScopedMixin,
+    mixins.CreateModelMixin,
+    mixins.UpdateModelMixin,
+    viewsets.ReadOnlyModelViewSet,
+):
+    """Action items of post-mortems; one may start the playbook revision it asks for."""
+
+    incident_path = "postmortem__incident"
+    serializer_class = ActionItemSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_class = None  # set below: ?postmortem= only accepts visible ones
+    search_fields = ("title",)
+    ordering_fields = ("due_on", "created_at")
+
+    def get_queryset(self):
+        return self.visible_queryset(ActionItem.objects.order_by("due_on", "pk"))
+
+    @extend_schema(
+        request=ActionItemStatusSerializer, responses={200: ActionItemSerializer, **ERRORS}
+    )
+    @action(detail=True, methods=["post"])
+    def status(self, request, pk=None):
+        require(request, "incidents.change_actionitem")
+        form = ActionItemStatusSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        item = self.get_object()
+        return service_response(
+            lambda: postmortem.action_item_set_status(
+                item=item, status=form.validated_data["status"]
+            ),
+            ActionItemSerializer,
+            context=self.get_serializer_context(),
+        )
+
+    @extend_schema(request=None, responses={200: ActionItemSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def revise_playbook(self, request, pk=None):
+        """Start the new draft version of the item's playbook, and link it."""
+        require(request, "incidents.change_actionitem", "playbooks.add_playbook")
+        item = self.get_object()
+        return service_response(
+            lambda: postmortem.action_item_revise_playbook(item=item, actor=request.user),
+            ActionItemSerializer,
+            context=self.get_serializer_context(),
+        )
+
+
+def _visible_postmortems(request):
+    if request is None:
+        return PostMortem.objects.none()
+    return PostMortem.objects.filter(incident__in=visible(request.user))
+
+
+def _action_item_filterset():
+    import django_filters
+
+    class Meta:
+        model = ActionItem
+        fields = ("status", "kind", "owner", "playbook", "postmortem")
+
+    attrs = {
+        "postmortem": django_filters.ModelChoiceFilter(queryset=_visible_postmortems),
+        "Meta": Meta,
+    }
+    return type("ActionItemFilterSet", (django_filters.FilterSet,), attrs)
+
+
+ActionItemViewSet.filterset_class = _action_item_filterset()

@@ -952,3 +952,7 @@ class IdempotencyKey(models.Model):
 
     def __str__(self) -> str:
         return self.key
+
+
+# Importable names for the OpenAPI schema's enum names (SPECTACULAR_SETTINGS).
+ActionItemStatus = ActionItem.Status

@@ -416,3 +416,42 @@ def test_the_schema_is_valid_openapi_without_warnings(tmp_path):
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
     text = out.read_text(encoding="utf-8")
     assert text.startswith("openapi: 3") and "Idempotency-Key" in text
+
+
+def test_post_mortems_and_action_items_through_the_api(desk):
+    manager = member("manager", "Crisis managers")
+    responder = member("responder", "Responders")
+    incident = desk["incident"]
+    incident_services.incident_resolve(incident=incident, actor=manager)
+    pm = incident.postmortem.pk
+    r = api(responder)
+    edited = r.post(f"/api/v1/postmortems/{pm}/edit/", {"summary": "Kártyaadatok."}, format="json")
+    assert edited.status_code == 200 and edited.json()["summary"] == "Kártyaadatok."
+    assert r.post(f"/api/v1/postmortems/{pm}/submit/").json()["status"] == "in_review"
+    assert r.post(f"/api/v1/postmortems/{pm}/publish/").status_code == 400  # no permission
+    published = api(manager).post(f"/api/v1/postmortems/{pm}/publish/")
+    assert published.status_code == 201 and published.json()["number"] == 1
+
+    item = r.post(
+        "/api/v1/action-items/",
+        {"postmortem": pm, "title": "Rotate the keys", "kind": "corrective",
+         "owner": responder.pk, "due_on": "2026-12-01", "playbook": incident.playbook_id},
+        format="json",
+    )  # fmt: skip
+    assert item.status_code == 201, item.content
+    iid = item.json()["id"]
+    assert (
+        r.post(
+            f"/api/v1/action-items/{iid}/status/", {"status": "bogus"}, format="json"
+        ).status_code
+        == 400
+    )
+    assert r.post(f"/api/v1/action-items/{iid}/revise_playbook/").status_code == 403
+    revised = api(manager).post(f"/api/v1/action-items/{iid}/revise_playbook/")
+    assert revised.json()["produced_version"] is not None
+    done = r.post(f"/api/v1/action-items/{iid}/status/", {"status": "done"}, format="json")
+    assert done.json()["status"] == "done" and done.json()["done_at"]
+    bad = r.post(
+        "/api/v1/action-items/", {"postmortem": 999999, "title": "", "kind": "x"}, format="json"
+    )
+    assert bad.status_code == 400 and {"postmortem", "title", "kind"} <= set(bad.json())
