@@ -81,6 +81,8 @@ def beat_factory(tmp_path, transactional_db):
     yield start
     for process in started:
         process.stop()
+        # Shown by pytest only when the test failed: what the process said.
+        print(f"--- {process.log_path.name} (last 5000 characters)\n{process.log()}")
 
 
 @pytest.fixture
@@ -104,6 +106,8 @@ def worker_factory(tmp_path, settings, transactional_db):
     yield start
     for process in started:
         process.stop()
+        # Shown by pytest only when the test failed: what the process said.
+        print(f"--- {process.log_path.name} (last 5000 characters)\n{process.log()}")
 
 
 @pytest.fixture(scope="session", autouse=True)
