@@ -16,11 +16,21 @@ router = DefaultRouter()
 router.register("risks", playbooks_api.RiskViewSet, basename="risk")
 router.register("roles", playbooks_api.CrisisRoleViewSet, basename="role")
 router.register("rotations", playbooks_api.OnCallRotationViewSet, basename="rotation")
+router.register("rotation-members", playbooks_api.RotationMemberViewSet, basename="rotationmember")
+router.register(
+    "rotation-overrides", playbooks_api.RotationOverrideViewSet, basename="rotationoverride"
+)
 router.register(
     "stakeholder-groups", playbooks_api.StakeholderGroupViewSet, basename="stakeholdergroup"
 )
 router.register("contacts", playbooks_api.StakeholderViewSet, basename="contact")
 router.register("playbooks", playbooks_api.PlaybookViewSet, basename="playbook")
+router.register("playbook-steps", playbooks_api.StepViewSet, basename="playbookstep")
+router.register("message-templates", playbooks_api.TemplateViewSet, basename="messagetemplate")
+router.register(
+    "escalation-levels", playbooks_api.EscalationLevelViewSet, basename="escalationlevel"
+)
+router.register("update-cadences", playbooks_api.CadenceViewSet, basename="updatecadence")
 router.register("incidents", incidents_api.IncidentViewSet, basename="incident")
 router.register("tasks", incidents_api.TaskViewSet, basename="task")
 router.register("assignments", incidents_api.AssignmentViewSet, basename="assignment")

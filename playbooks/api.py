@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
@@ -19,6 +21,7 @@ from playbooks.models import (
     Playbook,
     PlaybookStep,
     RotationMember,
+    RotationOverride,
     Stakeholder,
     StakeholderGroup,
     SurfaceChannel,
@@ -33,10 +36,13 @@ class ModelCleanMixin:
     def validate(self, attrs):
         attrs = super().validate(attrs)
         model = self.Meta.model
-        instance = model(**{**self._current(), **attrs}) if self.instance is None else None
-        if self.instance is not None:
-            instance = self.instance
-            for key, value in attrs.items():
+        many = {f.name for f in model._meta.many_to_many}
+        plain = {k: v for k, v in attrs.items() if k not in many}
+        if self.instance is None:
+            instance = model(**{**self._current(), **plain})
+        else:
+            instance = model.objects.get(pk=self.instance.pk)
+            for key, value in plain.items():
                 setattr(instance, key, value)
         from django.core.exceptions import ValidationError
 
@@ -126,8 +132,9 @@ class OnCallNowSerializer(serializers.Serializer):
     name = serializers.CharField(allow_null=True)
 
 
-class OnCallRotationViewSet(viewsets.ReadOnlyModelViewSet):
-    """On-call rotations (edited in the admin); `now` says who holds each role right now."""
+class OnCallRotationViewSet(viewsets.ModelViewSet):
+    """On-call rotations; `now` says who holds each role right now. Members and
+    overrides are their own endpoints."""
 
     queryset = OnCallRotation.objects.select_related("role").prefetch_related("members")
     queryset = queryset.order_by("role__sort_order", "pk")
@@ -150,6 +157,47 @@ class OnCallRotationViewSet(viewsets.ReadOnlyModelViewSet):
             for role, user in oncall.oncall_now()
         ]
         return Response(OnCallNowSerializer(rows, many=True).data)
+
+
+class RotationMemberFullSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RotationMember
+        fields = ("id", "rotation", "user", "position")
+
+
+class RotationMemberViewSet(viewsets.ModelViewSet):
+    queryset = RotationMember.objects.order_by("rotation", "position", "pk")
+    serializer_class = RotationMemberFullSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("rotation", "user")
+    ordering_fields = ("position",)
+
+
+class RotationOverrideSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RotationOverride
+        fields = ("id", "rotation", "user", "starts_at", "ends_at", "reason", "created_at")
+        read_only_fields = ("created_at",)
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        starts = attrs.get("starts_at", getattr(self.instance, "starts_at", None))
+        ends = attrs.get("ends_at", getattr(self.instance, "ends_at", None))
+        if starts and ends and ends <= starts:
+            raise serializers.ValidationError({"ends_at": ["Must be after the start."]})
+        return attrs
+
+
+class RotationOverrideViewSet(viewsets.ModelViewSet):
+    """Someone stands in for a time range (holiday, sick day); it wins over the rotation."""
+
+    queryset = RotationOverride.objects.order_by("rotation", "starts_at", "pk")
+    serializer_class = RotationOverrideSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("rotation", "user")
+    ordering_fields = ("starts_at", "ends_at")
 
 
 class StakeholderGroupSerializer(serializers.ModelSerializer):
@@ -185,8 +233,25 @@ class StakeholderSerializer(serializers.ModelSerializer):
         read_only_fields = ("created_at",)
 
 
+class CsvImportSerializer(serializers.Serializer):
+    csv = serializers.CharField(help_text="The CSV text (name, organisation, email, ...).")
+    group = serializers.PrimaryKeyRelatedField(
+        queryset=StakeholderGroup.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Group for rows that name none.",
+    )
+
+
+class CsvImportReportSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    updated = serializers.IntegerField()
+    unchanged = serializers.IntegerField()
+    duplicates_in_file = serializers.IntegerField()
+
+
 class StakeholderViewSet(viewsets.ModelViewSet):
-    """Contacts of the stakeholder groups (CSV import: `manage.py import_stakeholders`)."""
+    """Contacts of the stakeholder groups; import and export them as CSV."""
 
     queryset = Stakeholder.objects.select_related("group").order_by("pk")
     serializer_class = StakeholderSerializer
@@ -195,6 +260,151 @@ class StakeholderViewSet(viewsets.ModelViewSet):
     filterset_fields = ("group", "language")
     search_fields = ("name", "organisation", "email")
     ordering_fields = ("name", "created_at")
+
+    @extend_schema(
+        request=CsvImportSerializer,
+        responses={
+            201: CsvImportReportSerializer,
+            400: OpenApiResponse(description="Every bad row and field; nothing written"),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_csv(self, request):
+        """Import contacts: every row checked first; one bad row and nothing is written."""
+        from dataclasses import asdict
+
+        from playbooks.stakeholder_import import CsvImportError, stakeholders_import_csv
+
+        require(request, "playbooks.add_stakeholder", "playbooks.change_stakeholder")
+        form = CsvImportSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            report = stakeholders_import_csv(
+                text=form.validated_data["csv"], default_group=form.validated_data.get("group")
+            )
+        except CsvImportError as exc:
+            return Response(
+                {"rows": [
+                    {"row": e.row, "field": e.field, "message": str(e.message)} for e in exc.errors
+                ]},
+                status=400,
+            )  # fmt: skip
+        return Response(asdict(report), status=201)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("group", OpenApiTypes.INT, description="only this group")],
+        responses={(200, "text/csv"): OpenApiTypes.STR},
+    )
+    @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
+    def export_csv(self, request):
+        from django.http import HttpResponse
+
+        from playbooks.stakeholder_import import stakeholders_export_csv
+
+        groups = StakeholderGroup.objects.all()
+        group = request.query_params.get("group")
+        if group:
+            if not group.isdigit():
+                raise serializers.ValidationError({"group": ["A group id."]})
+            groups = groups.filter(pk=int(group))
+        response = HttpResponse(
+            stakeholders_export_csv(groups=groups), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = 'attachment; filename="contacts.csv"'
+        return response
+
+
+class DraftContentMixin:
+    """Steps, templates, levels and cadences change only on a draft version."""
+
+    def _editable(self, playbook) -> None:
+        services.playbook_ensure_editable(playbook)
+
+    def perform_create(self, serializer):
+        self._editable(serializer.validated_data["playbook"])
+        serializer.save()
+
+    def perform_update(self, serializer):
+        self._editable(serializer.instance.playbook)
+        if "playbook" in serializer.validated_data:
+            self._editable(serializer.validated_data["playbook"])
+        serializer.save()
+
+    def perform_destroy(self, instance):
+        self._editable(instance.playbook)
+        instance.delete()
+
+
+class StepFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = PlaybookStep
+        fields = (
+            "id", "playbook", "position", "phase", "title", "instructions", "role",
+            "due_offset_minutes",
+        )  # fmt: skip
+
+
+class TemplateFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = MessageTemplate
+        fields = ("id", "playbook", "name", "audience", "channel", "language", "subject", "body")
+
+
+class LevelFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = EscalationLevel
+        fields = (
+            "id",
+            "playbook",
+            "position",
+            "delay_seconds",
+            "target",
+            "role",
+            "rotation",
+            "users",
+        )
+
+
+class CadenceFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+    class Meta:
+        model = UpdateCadence
+        fields = ("id", "playbook", "audience", "every_minutes")
+
+
+def _content_viewset(model, serializer, ordering, doc):
+    attrs = {
+        "__doc__": doc,
+        "queryset": model.objects.order_by(*ordering),
+        "serializer_class": serializer,
+        "permission_classes": [ModelPermissions],
+        "filter_backends": FILTERS,
+        "filterset_fields": ("playbook",),
+        "ordering_fields": ordering[1:],
+    }
+    return type(f"{model.__name__}ViewSet", (DraftContentMixin, viewsets.ModelViewSet), attrs)
+
+
+StepViewSet = _content_viewset(
+    PlaybookStep, StepFullSerializer, ("playbook", "position", "pk"), "Steps of draft playbooks."
+)
+TemplateViewSet = _content_viewset(
+    MessageTemplate,
+    TemplateFullSerializer,
+    ("playbook", "name", "pk"),
+    "Message templates of draft playbooks ({placeholders} filled from the incident).",
+)
+EscalationLevelViewSet = _content_viewset(
+    EscalationLevel,
+    LevelFullSerializer,
+    ("playbook", "position", "pk"),
+    "Escalation levels of draft playbooks: whom to page, how long after the previous level.",
+)
+CadenceViewSet = _content_viewset(
+    UpdateCadence,
+    CadenceFullSerializer,
+    ("playbook", "every_minutes", "pk"),
+    "How often each audience hears from us, per draft playbook.",
+)
 
 
 class StepSerializer(serializers.ModelSerializer):
@@ -236,14 +446,52 @@ class PlaybookSerializer(serializers.ModelSerializer):
             "created_at", "steps", "templates", "escalation_levels", "cadences",
         )  # fmt: skip
         read_only_fields = ("version", "status", "published_at", "created_at")
+        validators = []  # a new key is checked in the view, with a message that says what to do
 
 
-class PlaybookViewSet(viewsets.ReadOnlyModelViewSet):
+class YamlImportSerializer(serializers.Serializer):
+    yaml = serializers.CharField(help_text="A crisisdesk-playbooks/1 document.")
+
+
+class YamlImportResultSerializer(serializers.Serializer):
+    created = serializers.ListField(child=serializers.IntegerField())
+    unchanged = serializers.ListField(child=serializers.IntegerField())
+    roles_created = serializers.IntegerField()
+    groups_created = serializers.IntegerField()
+
+
+class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
     """Versioned playbooks with steps, templates, escalation policy and cadences.
 
-    Content is edited in the admin or imported as YAML; here a version is copied
-    into a new draft and published.
+    POST makes version 1 of a new key, as a draft; a draft's fields, steps,
+    templates, levels and cadences can change (their own endpoints), a published
+    or retired version never. `new_version` copies a version into a draft,
+    `publish` publishes it; `import` and `export` speak YAML.
     """
+
+    def _editable(self, playbook) -> None:
+        services.playbook_ensure_editable(playbook)
+
+    def perform_create(self, serializer):
+        key = serializer.validated_data["key"]
+        if Playbook.objects.filter(key=key).exists():
+            raise serializers.ValidationError(
+                {"key": ["This playbook exists: make a new version of it instead."]}
+            )
+        serializer.save(version=1, status=Playbook.Status.DRAFT)
+
+    def perform_update(self, serializer):
+        self._editable(serializer.instance)
+        key = serializer.validated_data.get("key", serializer.instance.key)
+        if key != serializer.instance.key:
+            raise serializers.ValidationError({"key": ["A playbook's key never changes."]})
+        serializer.save()
+
+    def perform_destroy(self, instance):
+        self._editable(instance)
+        if instance.incidents.exists():
+            raise serializers.ValidationError("Incidents ran this version; it stays.")
+        instance.delete()
 
     queryset = (
         Playbook.objects.select_related("owner")
@@ -256,6 +504,57 @@ class PlaybookViewSet(viewsets.ReadOnlyModelViewSet):
     filterset_fields = ("key", "status", "scenario")
     search_fields = ("title", "key", "summary")
     ordering_fields = ("key", "version", "created_at")
+
+    @extend_schema(
+        request=YamlImportSerializer,
+        responses={
+            201: YamlImportResultSerializer,
+            400: OpenApiResponse(description="Every error, with its line; nothing written"),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_yaml(self, request):
+        """Import playbooks as YAML (format crisisdesk-playbooks/1); a bad file is refused whole."""
+        from playbooks.playbook_io import PlaybookImportError, playbooks_import_yaml
+
+        require(request, "playbooks.add_playbook")
+        form = YamlImportSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            result = playbooks_import_yaml(text=form.validated_data["yaml"], actor=request.user)
+        except PlaybookImportError as exc:
+            return Response({"errors": [str(e) for e in exc.errors]}, status=400)
+        return Response(
+            {
+                "created": [p.pk for p in result.created],
+                "unchanged": [p.pk for p in result.unchanged],
+                "roles_created": result.roles_created,
+                "groups_created": result.groups_created,
+            },
+            status=201,
+        )
+
+    @extend_schema(
+        parameters=[OpenApiParameter("key", OpenApiTypes.STR, description="only this playbook")],
+        responses={(200, "application/yaml"): OpenApiTypes.STR},
+    )
+    @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
+    def export_yaml(self, request):
+        """The published version of every playbook (or of one, ?key=), as YAML."""
+        from django.http import HttpResponse
+
+        from playbooks.playbook_io import playbooks_export_yaml
+
+        qs = Playbook.objects.filter(status=Playbook.Status.PUBLISHED).order_by("key", "version")
+        key = request.query_params.get("key")
+        if key:
+            qs = qs.filter(key=key)
+            if not qs.exists():
+                raise NotFound("No published playbook with that key.")
+        text = playbooks_export_yaml(playbooks=qs)
+        response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="playbooks.yaml"'
+        return response
 
     @extend_schema(
         request=None,

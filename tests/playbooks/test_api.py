@@ -98,3 +98,112 @@ def test_playbooks_are_read_with_their_content_and_versioned_by_actions(desk):
     assert again.status_code == 400
     responder, _ = client_for("Responders")
     assert responder.post(f"/api/v1/playbooks/{playbook['id']}/new_version/").status_code == 403
+
+
+def test_overrides_win_over_the_rotation_and_bad_ranges_are_refused(desk):
+    from django.utils import timezone
+
+    client, _ = client_for("Crisis managers")
+    rotation = client.get("/api/v1/rotations/", {"ordering": "name"}).json()["results"][0]
+    stand_in = UserFactory(first_name="Réka", last_name="Szabó")
+    now = timezone.now()
+    bad = client.post(
+        "/api/v1/rotation-overrides/",
+        {"rotation": rotation["id"], "user": stand_in.pk, "starts_at": now.isoformat(),
+         "ends_at": (now - timezone.timedelta(hours=1)).isoformat()},
+        format="json",
+    )  # fmt: skip
+    assert bad.status_code == 400 and "ends_at" in bad.json()
+    made = client.post(
+        "/api/v1/rotation-overrides/",
+        {"rotation": rotation["id"], "user": stand_in.pk,
+         "starts_at": (now - timezone.timedelta(minutes=1)).isoformat(),
+         "ends_at": (now + timezone.timedelta(hours=2)).isoformat(), "reason": "sick day"},
+        format="json",
+    )  # fmt: skip
+    assert made.status_code == 201, made.content
+    holders = {row["user"] for row in client.get("/api/v1/rotations/now/").json()}
+    assert stand_in.pk in holders
+
+
+def test_playbooks_as_yaml_and_contacts_as_csv_through_the_api(desk):
+    client, _ = client_for("Crisis managers")
+    exported = client.get("/api/v1/playbooks/export/", {"key": "data-breach"})
+    assert exported.status_code == 200 and exported["Content-Type"].startswith("application/yaml")
+    text = exported.content.decode()
+    assert "key: data-breach" in text
+    assert client.get("/api/v1/playbooks/export/", {"key": "nope"}).status_code == 404
+    copy = text.replace("key: data-breach", "key: data-breach-eu")
+    imported = client.post("/api/v1/playbooks/import/", {"yaml": copy}, format="json")
+    assert imported.status_code == 201, imported.content
+    assert Playbook.objects.filter(key="data-breach-eu").exists()
+    broken = client.post(
+        "/api/v1/playbooks/import/", {"yaml": "format: nope\n  - ["}, format="json"
+    )
+    assert broken.status_code == 400 and broken.json()["errors"]
+
+    from playbooks.models import Stakeholder
+
+    before = Stakeholder.objects.count()
+    bad = client.post(
+        "/api/v1/contacts/import/",
+        {
+            "csv": "name,email,group\nÁgnes,agnes@example.test,customers\nBad,not-an-email,customers\n"
+        },
+        format="json",
+    )
+    assert bad.status_code == 400
+    assert [(r["row"], r["field"]) for r in bad.json()["rows"]] == [(3, "email")]
+    assert Stakeholder.objects.count() == before  # nothing written
+    good = client.post(
+        "/api/v1/contacts/import/",
+        {"csv": "name,email,group\nÁgnes,agnes@example.test,customers\n"},
+        format="json",
+    )
+    assert good.status_code == 201 and good.json()["created"] == 1
+    csv_text = client.get("/api/v1/contacts/export/").content.decode()
+    assert "agnes@example.test" in csv_text and "Ágnes" in csv_text
+
+
+def test_draft_content_is_edited_and_published_content_is_frozen(desk):
+    client, _ = client_for("Crisis managers")
+    created = client.post(
+        "/api/v1/playbooks/",
+        {"key": "supplier-fraud", "title": "Supplier fraud", "scenario": "legal_regulatory"},
+        format="json",
+    )
+    assert created.status_code == 201 and created.json()["status"] == "draft"
+    pid = created.json()["id"]
+    again = client.post(
+        "/api/v1/playbooks/",
+        {"key": "supplier-fraud", "title": "x", "scenario": "other"},
+        format="json",
+    )
+    assert again.status_code == 400 and "key" in again.json()
+    step = client.post(
+        "/api/v1/playbook-steps/",
+        {"playbook": pid, "position": 1, "phase": "detect", "title": "Freeze payments"},
+        format="json",
+    )
+    assert step.status_code == 201, step.content
+    level = client.post(
+        "/api/v1/escalation-levels/",
+        {"playbook": pid, "position": 1, "delay_seconds": 300, "target": "role"},
+        format="json",
+    )
+    assert level.status_code == 400  # a role target needs its role
+    published = Playbook.objects.filter(key="data-breach", status="published").get()
+    frozen = client.post(
+        "/api/v1/playbook-steps/",
+        {"playbook": published.pk, "position": 99, "phase": "detect", "title": "Sneak in"},
+        format="json",
+    )
+    assert frozen.status_code == 400 and "new version" in str(frozen.json())
+    step_id = published.steps.first().pk
+    assert client.delete(f"/api/v1/playbook-steps/{step_id}/").status_code == 400
+    assert (
+        client.patch(
+            f"/api/v1/playbooks/{published.pk}/", {"title": "x"}, format="json"
+        ).status_code
+        == 400
+    )
