@@ -314,6 +314,13 @@ def test_permission_matrix_pages(client, matrix, persona):
                 assert response.status_code == 403, path
             else:
                 assert response.status_code == (200 if visible else 404), (persona, path)
+    # A made-up or tampered acknowledge link says nothing about any incident.
+    from incidents import notify
+
+    forged = notify.ack_token("<made-up@example.test>")[:-4] + "AAAA"
+    for token in (forged, "not-a-token"):
+        page = client.get(f"/incidents/ack/{token}/").content.decode()
+        assert matrix["secret"].title not in page and matrix["secret"].reference not in page
     trends = client.get("/incidents/trends/")
     if user is not None and persona != "outsider":
         assert ("1 incident, drills excluded." in trends.content.decode()) == (not may_see_secret)
@@ -455,3 +462,21 @@ def test_post_mortems_and_action_items_through_the_api(desk):
         "/api/v1/action-items/", {"postmortem": 999999, "title": "", "kind": "x"}, format="json"
     )
     assert bad.status_code == 400 and {"postmortem", "title", "kind"} <= set(bad.json())
+
+
+def test_the_audit_history_shows_who_changed_what_in_the_admin(desk, client):
+    admin_user = UserFactory(username="auditor", is_staff=True, is_superuser=True)
+    client.force_login(admin_user)
+    admin_client = client
+    incident = desk["incident"]
+    response = admin_client.post(
+        f"/api/v1/incidents/{incident.pk}/severity/", {"severity": 3, "reason": "smaller"}
+    )
+    assert response.status_code == 200, response.content
+    page = admin_client.get(f"/admin/incidents/incident/{incident.pk}/history/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert admin_user.username in html
+    latest = incident.history.latest("history_date")
+    assert latest.severity == 3 and latest.history_user == admin_user
+    assert "severity" in latest.diff_against(latest.prev_record).changed_fields
