@@ -227,6 +227,23 @@ class IncidentAdmin(SimpleHistoryAdmin):
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[obj.pk]))
 
 
+class VisibleIncidentsMixin:
+    """Rows of incidents this person may not see are absent, as on every other surface."""
+
+    def get_queryset(self, request):
+        from django.db.models import Q
+
+        visible = incidents_visible_to(request.user)
+        return (
+            super().get_queryset(request).filter(Q(incident__isnull=True) | Q(incident__in=visible))
+        )
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "incident":
+            kwargs["queryset"] = incidents_visible_to(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
 class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
     fields = ("at", "ok", "permanent", "error")
@@ -234,7 +251,7 @@ class DeliveryAttemptInline(ReadOnlyInline):
 
 
 @admin.register(Notification)
-class NotificationAdmin(admin.ModelAdmin):
+class NotificationAdmin(VisibleIncidentsMixin, admin.ModelAdmin):
     """The outbox: every e-mail CrisisDesk sent or tried to send, readable here."""
 
     list_display = ("created_at", "to_email", "subject", "reason", "status", "attempts", "sent_at")
@@ -251,7 +268,7 @@ class NotificationAdmin(admin.ModelAdmin):
 
 
 @admin.register(Timer)
-class TimerAdmin(admin.ModelAdmin):
+class TimerAdmin(VisibleIncidentsMixin, admin.ModelAdmin):
     list_display = (
         "incident",
         "kind",
@@ -334,7 +351,7 @@ class DeliveryInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(SimpleHistoryAdmin):
+class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
     list_display = (
         "created_at",
         "incident",

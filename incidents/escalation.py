@@ -217,6 +217,13 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
         if cycle:
             label = _("level %(n)s, repeat %(c)s") % {"n": position, "c": cycle}
         if people:
+            if incident.confidential:
+                # Paging brings these people onto a confidential incident: they may
+                # see what the e-mail tells them (the same rule on every surface).
+                from incidents.permissions import grant_assignment
+
+                for person in people:
+                    grant_assignment(incident=incident, user=person)
             created = escalation_notifications(
                 incident=incident, timer=timer, level=position, cycle=cycle, people=people, now=now
             )

@@ -5,8 +5,10 @@ here, after every migrate). A confidential incident is visible only to holders
 of *Can see every confidential incident* (crisis managers) and to the people
 assigned to it: assignment grants the object permission ``view_incident`` on
 that incident (django-guardian) and relieving withdraws it, unless the person
-still holds another role on it. ``incidents.selectors.incidents_visible_to``
-reads exactly this, and every surface reads through it.
+still holds another role on it. Being paged by its escalation policy grants it
+too: whoever is e-mailed about a confidential incident may open it.
+``incidents.selectors.incidents_visible_to`` reads exactly this, and every
+surface reads through it.
 """
 
 from __future__ import annotations

@@ -338,6 +338,20 @@ def test_the_admin_hides_confidential_incidents_from_staff_not_on_them(client, m
     assert secret.reference not in found
     change = client.get(f"/admin/incidents/incident/{secret.pk}/change/")
     assert change.status_code in (302, 404)
+    for model in ("message", "timer", "notification", "postmortem", "actionitem"):
+        listing = client.get(f"/admin/incidents/{model}/")
+        assert listing.status_code == 200, model
+        html = listing.content.decode()
+        assert secret.reference not in html and "Vezérigazgatói" not in html, model
+    from incidents.models import Message, Notification
+
+    hidden = Message.objects.filter(incident=secret).first()
+    assert client.get(f"/admin/incidents/message/{hidden.pk}/change/").status_code in (302, 404)
+    hidden = Notification.objects.filter(incident=secret).first()
+    assert client.get(f"/admin/incidents/notification/{hidden.pk}/change/").status_code in (
+        302,
+        404,
+    )
     assert client.get(f"/incidents/{secret.reference}/communications/").status_code == 404
 
 
@@ -480,3 +494,29 @@ def test_the_audit_history_shows_who_changed_what_in_the_admin(desk, client):
     latest = incident.history.latest("history_date")
     assert latest.severity == 3 and latest.history_user == admin_user
     assert "severity" in latest.diff_against(latest.prev_record).changed_fields
+
+
+def test_paging_someone_about_a_confidential_incident_lets_them_open_it(
+    team, make_playbook, broker_calls
+):
+    from django.utils import timezone
+
+    from incidents import escalation
+    from incidents.models import Timer
+    from incidents.selectors import incidents_visible_to
+    from playbooks.models import EscalationLevel
+
+    ensure_groups()
+    playbook = make_playbook()
+    outsider = member("night-duty", "Responders")
+    level = EscalationLevel.objects.get(playbook=playbook, position=1)
+    level.target, level.role = EscalationLevel.Target.USERS, None
+    level.save()
+    level.users.set([outsider])
+    secret = incident_services.incident_open(title="Titkos", confidential=True, playbook=playbook)
+    assert not incidents_visible_to(outsider).filter(pk=secret.pk).exists()
+    timer = Timer.objects.get(incident=secret, kind="escalation", level=1)
+    escalation.timer_fire(timer_id=timer.pk, now=timer.due_at + timezone.timedelta(seconds=1))
+    assert secret.notifications.filter(recipient=outsider).exists()
+    assert incidents_visible_to(outsider).filter(pk=secret.pk).exists()
+    assert api(outsider).get(f"/api/v1/incidents/{secret.pk}/").status_code == 200
