@@ -72,3 +72,21 @@ def service_response(call, serializer_class, *, context, code=status.HTTP_200_OK
     with transaction.atomic():
         result = call()
     return Response(serializer_class(result, context=context).data, status=code)
+
+
+def document_errors(result, generator, request, public):
+    """Schema post-processing: every operation documents the errors it can answer."""
+    for path, methods in result.get("paths", {}).items():
+        for method, operation in methods.items():
+            if method not in {"get", "post", "put", "patch", "delete"}:
+                continue
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("401", {"description": "Not authenticated"})
+            responses.setdefault("403", {"description": "No permission"})
+            if "{" in path:
+                responses.setdefault("404", {"description": "Not found, or not visible to you"})
+            if method in {"post", "put", "patch"}:
+                responses.setdefault("400", {"description": "Invalid input: messages per field"})
+            if method == "get" and "{" not in path:
+                responses.setdefault("400", {"description": "Invalid filter value"})
+    return result

@@ -250,6 +250,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "crisisdesk.api.document_errors",
+    ],
     # One name for choice sets several fields share (risk category, playbook scenario,
     # incident category; the languages of groups, contacts, templates and messages).
     "ENUM_NAME_OVERRIDES": {

@@ -426,6 +426,11 @@ def test_the_schema_documents_every_endpoint_and_the_docs_need_no_cdn(desk, clie
     for action in ("edit", "submit", "approve", "send", "publish", "correct"):
         assert f"/api/v1/messages/{{id}}/{action}/" in paths
     assert "400" in paths["/api/v1/incidents/"]["post"]["responses"]
+    for path, methods in paths.items():
+        for method, operation in methods.items():
+            assert {"401", "403"} <= set(operation["responses"]), (method, path)
+            if "{id}" in path:
+                assert "404" in operation["responses"], (method, path)
     docs = client.get("/api/docs/").content.decode()
     assert "swagger-ui" in docs and "cdn" not in docs.lower() and "jsdelivr" not in docs
 
