@@ -116,6 +116,16 @@ class ResolveSerializer(serializers.Serializer):
     summary = serializers.CharField(required=False, allow_blank=True, default="")
 
 
+class PostMortemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PostMortem
+        fields = (
+            "id", "incident", "status", "revision", *PostMortem.NARRATIVE, "created_at",
+            "updated_at", "submitted_at", "published_at", "published_by",
+        )  # fmt: skip
+        read_only_fields = fields
+
+
 class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Incidents: open one (from a published playbook or ad hoc) and drive its life cycle."""
 
@@ -220,6 +230,18 @@ class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def close(self, request, pk=None):
         return self._act(request, lambda i: services.incident_close(incident=i, actor=request.user))
+
+    @extend_schema(request=None, responses={200: PostMortemSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="start-postmortem")
+    def start_postmortem(self, request, pk=None):
+        """Start the post-mortem now (resolving starts it anyway); returns it."""
+        require(request, "incidents.add_postmortem")
+        incident = self.get_object()
+        return service_response(
+            lambda: postmortem.postmortem_start(incident=incident, actor=request.user),
+            PostMortemSerializer,
+            context=self.get_serializer_context(),
+        )
 
     @extend_schema(request=ReasonSerializer, responses={200: IncidentSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
@@ -440,6 +462,10 @@ class PublishSerializer(serializers.Serializer):
     where = serializers.CharField()
 
 
+class ScheduleSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+
+
 class CorrectSerializer(serializers.Serializer):
     body = serializers.CharField()
     subject = serializers.CharField(required=False, allow_blank=True, default="")
@@ -540,6 +566,23 @@ class MessageViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Read
             )
         )
 
+    @extend_schema(request=ScheduleSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def schedule(self, request, pk=None):
+        """Send an approved e-mail message at a set time (through the timer engine)."""
+        require(request, "incidents.change_message")
+        form = ScheduleSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+
+        def call():
+            comms.message_schedule(
+                message=message, actor=request.user, at=form.validated_data["at"]
+            )
+            return Message.objects.get(pk=message.pk)
+
+        return self._respond(call)
+
     @extend_schema(request=CorrectSerializer, responses={201: MessageSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def correct(self, request, pk=None):
@@ -600,16 +643,6 @@ class NotificationViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return self.visible_queryset(Notification.objects.order_by("-created_at", "pk"))
-
-
-class PostMortemSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = PostMortem
-        fields = (
-            "id", "incident", "status", "revision", *PostMortem.NARRATIVE, "created_at",
-            "updated_at", "submitted_at", "published_at", "published_by",
-        )  # fmt: skip
-        read_only_fields = fields
 
 
 class NarrativeSerializer(serializers.Serializer):

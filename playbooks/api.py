@@ -78,6 +78,10 @@ class RiskSerializer(ModelCleanMixin, serializers.ModelSerializer):
         return bool(obj.next_review_on and obj.next_review_on < timezone.localdate())
 
 
+class ReviewedSerializer(serializers.Serializer):
+    next_review_in_days = serializers.IntegerField(min_value=1, max_value=3650, default=90)
+
+
 class RiskViewSet(viewsets.ModelViewSet):
     """The risk register. Score = likelihood × impact."""
 
@@ -88,6 +92,20 @@ class RiskViewSet(viewsets.ModelViewSet):
     filterset_fields = ("category", "status", "likelihood", "impact", "owner", "playbook")
     search_fields = ("title", "description", "mitigations")
     ordering_fields = ("title", "likelihood", "impact", "velocity", "next_review_on", "created_at")
+
+    @extend_schema(request=ReviewedSerializer, responses={200: RiskSerializer})
+    @action(detail=True, methods=["post"])
+    def reviewed(self, request, pk=None):
+        """Record a review: the next one falls due in the given number of days."""
+        require(request, "playbooks.change_risk")
+        form = ReviewedSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        risk = self.get_object()
+        return service_response(
+            lambda: services.risk_mark_reviewed(risk=risk, **form.validated_data),
+            RiskSerializer,
+            context=self.get_serializer_context(),
+        )
 
 
 class CrisisRoleSerializer(serializers.ModelSerializer):
@@ -555,6 +573,30 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
         response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="playbooks.yaml"'
         return response
+
+    @extend_schema(request=None, responses={200: PlaybookSerializer})
+    @action(detail=True, methods=["post"])
+    def reviewed(self, request, pk=None):
+        """Record that this version was reviewed today (its content does not change)."""
+        require(request, "playbooks.change_playbook")
+        playbook = self.get_object()
+        return service_response(
+            lambda: services.playbook_mark_reviewed(playbook=playbook),
+            PlaybookSerializer,
+            context=self.get_serializer_context(),
+        )
+
+    @extend_schema(request=None, responses={200: PlaybookSerializer})
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        """Retire a version: no new incident runs it; running ones keep it."""
+        require(request, "playbooks.change_playbook")
+        playbook = self.get_object()
+        return service_response(
+            lambda: services.playbook_retire(playbook=playbook),
+            PlaybookSerializer,
+            context=self.get_serializer_context(),
+        )
 
     @extend_schema(
         request=None,

@@ -525,3 +525,34 @@ def test_paging_someone_about_a_confidential_incident_lets_them_open_it(
     assert secret.notifications.filter(recipient=outsider).exists()
     assert incidents_visible_to(outsider).filter(pk=secret.pk).exists()
     assert api(outsider).get(f"/api/v1/incidents/{secret.pk}/").status_code == 200
+
+
+def test_starting_a_post_mortem_and_scheduling_a_message_through_the_api(desk):
+    from django.utils import timezone
+
+    manager = member("manager", "Crisis managers")
+    client = api(manager)
+    incident = desk["incident"]
+    started = client.post(f"/api/v1/incidents/{incident.pk}/start-postmortem/")
+    assert started.status_code == 200 and started.json()["incident"] == incident.pk
+    assert (
+        client.post(f"/api/v1/incidents/{incident.pk}/start-postmortem/").json()["id"]
+        == (started.json()["id"])
+    )
+    writer, lawyer = member("writer", "Communications"), member("lawyer2", "Legal")
+    mid = api(writer).post(
+        "/api/v1/messages/",
+        {"incident": incident.pk, "audience": desk["customers"].pk, "channel": "email",
+         "subject": "Update", "body": "Dear {recipient_name}, an update."},
+        format="json",
+    ).json()["id"]  # fmt: skip
+    api(writer).post(f"/api/v1/messages/{mid}/submit/")
+    api(lawyer).post(f"/api/v1/messages/{mid}/approve/", {}, format="json")
+    past = api(writer).post(
+        f"/api/v1/messages/{mid}/schedule/", {"at": "2001-01-01T00:00:00Z"}, format="json"
+    )
+    assert past.status_code == 400 and "at" in past.json()
+    at = (timezone.now() + timezone.timedelta(hours=1)).isoformat()
+    scheduled = api(writer).post(f"/api/v1/messages/{mid}/schedule/", {"at": at}, format="json")
+    assert scheduled.status_code == 200, scheduled.content
+    assert incident.timers.filter(kind="message_send", message_id=mid, state="pending").exists()

@@ -207,3 +207,27 @@ def test_draft_content_is_edited_and_published_content_is_frozen(desk):
         ).status_code
         == 400
     )
+
+
+def test_reviews_and_retiring_through_the_api(desk):
+    from django.utils import timezone
+
+    client, _ = client_for("Crisis managers")
+    risk = Risk.objects.first()
+    reviewed = client.post(
+        f"/api/v1/risks/{risk.pk}/reviewed/", {"next_review_in_days": 30}, format="json"
+    )
+    assert reviewed.json()["next_review_on"] == str(
+        timezone.localdate() + timezone.timedelta(days=30)
+    )
+    assert (
+        client.post(
+            f"/api/v1/risks/{risk.pk}/reviewed/", {"next_review_in_days": 0}, format="json"
+        ).status_code
+        == 400
+    )
+    playbook = Playbook.objects.filter(status="published").first()
+    assert client.post(f"/api/v1/playbooks/{playbook.pk}/reviewed/").json()[
+        "last_reviewed_on"
+    ] == str(timezone.localdate())
+    assert client.post(f"/api/v1/playbooks/{playbook.pk}/retire/").json()["status"] == "retired"
