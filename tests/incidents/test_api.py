@@ -565,3 +565,21 @@ def test_starting_a_post_mortem_and_scheduling_a_message_through_the_api(desk):
     scheduled = api(writer).post(f"/api/v1/messages/{mid}/schedule/", {"at": at}, format="json")
     assert scheduled.status_code == 200, scheduled.content
     assert incident.timers.filter(kind="message_send", message_id=mid, state="pending").exists()
+
+
+def test_handing_a_role_over_through_the_api_relieves_the_previous_holder(desk):
+    manager = member("manager", "Crisis managers")
+    client = api(manager)
+    incident = desk["incident"]
+    current = incident.assignments.filter(relieved_at__isnull=True).first()
+    newcomer = member("newcomer", "Responders")
+    handed = client.post(
+        "/api/v1/assignments/",
+        {"incident": incident.pk, "role": current.role_id, "user": newcomer.pk},
+        format="json",
+    )
+    assert handed.status_code == 201, handed.content
+    current.refresh_from_db()
+    assert current.relieved_at is not None
+    relieved = client.post(f"/api/v1/assignments/{handed.json()['id']}/relieve/")
+    assert relieved.status_code == 200 and relieved.json()["relieved_at"]
