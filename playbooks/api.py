@@ -554,7 +554,8 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("key", OpenApiTypes.STR, description="only this playbook")],
-        responses={(200, "application/yaml"): OpenApiTypes.STR},
+        # A YAML document (format crisisdesk-playbooks/1): a mapping once parsed.
+        responses={(200, "application/yaml"): OpenApiTypes.OBJECT},
     )
     @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
     def export_yaml(self, request):
