@@ -138,14 +138,10 @@ MILESTONES = (
 )
 
 
-def _first_ack(timeline: list[TimelineEntry]) -> TimelineEntry | None:
-    return next((e for e in timeline if e.kind == TimelineEntry.Kind.ACKNOWLEDGED), None)
-
-
-def _acknowledged_at(incident: Incident, timeline: list[TimelineEntry]) -> datetime | None:
+def _acknowledged_at(timeline: list[TimelineEntry]) -> datetime | None:
     """When someone acknowledged: resolving an unacknowledged incident stamps the
     field too, but only a timeline entry says a person actually did."""
-    entry = _first_ack(timeline)
+    entry = next((e for e in timeline if e.kind == TimelineEntry.Kind.ACKNOWLEDGED), None)
     return entry.at if entry else None
 
 
@@ -153,9 +149,7 @@ def _milestones(incident: Incident, timeline: list[TimelineEntry]) -> list[Miles
     rows = []
     previous = None
     for key, label in MILESTONES:
-        at = _acknowledged_at(incident, timeline) if key == "acknowledged_at" else None
-        if key != "acknowledged_at":
-            at = getattr(incident, key)
+        at = _acknowledged_at(timeline) if key == "acknowledged_at" else getattr(incident, key)
         row = Milestone(key=key, label=str(label), at=at)
         if at is not None:
             row.since_opened = at - incident.opened_at if key != "detected_at" else None
@@ -195,7 +189,7 @@ def _targets(
 ) -> list[Target]:
     end = _end(incident, now)
     elapsed = end - incident.opened_at
-    acked = _acknowledged_at(incident, timeline)
+    acked = _acknowledged_at(timeline)
     ack_target = acknowledge_target(incident)
     ack_actual = acked - incident.opened_at if acked else None
     targets = [
@@ -528,14 +522,15 @@ def _timeline_rendered(timeline: list[TimelineEntry], *, mode: str) -> str:
 
 
 def report_context(report: Report, *, mode: str = "html") -> dict:
+    narrative = _narrative_sections(report.postmortem)
     return {
         "report": report,
         "timeline_rendered": _timeline_rendered(report.timeline, mode=mode),
         "incident": report.incident,
         "postmortem": report.postmortem,
         # Summary and impact open the report; the reflection follows the facts.
-        "narrative_head": _narrative_sections(report.postmortem)[:2],
-        "narrative_tail": _narrative_sections(report.postmortem)[2:],
+        "narrative_head": narrative[:2],
+        "narrative_tail": narrative[2:],
         "company": settings.COMPANY_NAME,
     }
 
