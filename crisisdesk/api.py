@@ -10,7 +10,7 @@ from rest_framework import exceptions, filters, pagination, permissions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from incidents.models import AppendOnlyError
+from crisisdesk.errors import AppendOnlyError
 
 
 class ModelPermissions(permissions.DjangoModelPermissions):

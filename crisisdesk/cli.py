@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -129,23 +130,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     from django.conf import settings
     from django.core.management import call_command
 
-    from playbooks.seed import demo_seed
-
     print(f"CrisisDesk: data in {settings.VAR_DIR}")
     call_command("migrate", interactive=False, verbosity=0)
-    login = None
+    demo = io.StringIO()
     if not args.no_demo:
-        from incidents.demo import demo_drill
-        from incidents.permissions import demo_groups
-
-        login = demo_seed()
-        demo_groups()
-        demo_drill()
+        call_command("seed_demo", stdout=demo)
     url = f"http://{args.host}:{args.port}/"
     print()
     print(f"  CrisisDesk is starting at {url}")
-    if login is not None:
-        print(f"  Demo login: {login.username} / {login.password}")
+    for line in demo.getvalue().splitlines():
+        print(f"  {line}")
     if settings.EMAIL_BACKEND == "crisisdesk.mail.EmlFileBackend":
         print(f"  E-mails are written to {settings.EMAIL_FILE_PATH} (.eml files)")
     print("  Ctrl-C stops web, worker and beat.")

@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 from simple_history.admin import SimpleHistoryAdmin
 
-from incidents import postmortem, services
+from incidents import comms, postmortem, services
 from incidents.models import (
     ActionItem,
     DeliveryAttempt,
@@ -446,13 +446,9 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.display(description=_("missing facts"))
     def missing(self, obj: Message):
-        from incidents.comms import missing_facts
-
-        return ", ".join(missing_facts(obj)) or "—"
+        return ", ".join(comms.missing_facts(obj)) or "—"
 
     def save_model(self, request, obj, form, change):
-        from incidents import comms
-
         data = form.cleaned_data
         if change:
             edited = comms.message_edit(
@@ -498,8 +494,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Submit for approval"))
     def submit(self, request, queryset):
-        from incidents import comms
-
         self._each(
             request,
             queryset,
@@ -509,8 +503,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Approve"), permissions=["view"])
     def approve(self, request, queryset):
-        from incidents import comms
-
         self._each(
             request,
             queryset,
@@ -520,8 +512,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Approve although it reads as boilerplate"), permissions=["view"])
     def approve_boilerplate(self, request, queryset):
-        from incidents import comms
-
         self._each(
             request,
             queryset,
@@ -533,8 +523,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Approve my own message (crisis manager)"), permissions=["view"])
     def approve_own(self, request, queryset):
-        from incidents import comms
-
         self._each(
             request,
             queryset,
@@ -544,8 +532,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Send (e-mail to every contact of the audience)"))
     def send(self, request, queryset):
-        from incidents import comms
-
         self._each(
             request,
             queryset,
@@ -574,8 +560,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Mark published (where, when, by whom)"))
     def publish(self, request, queryset):
-        from incidents import comms
-
         return self._with_form(
             request,
             queryset,
@@ -587,8 +571,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Schedule sending"))
     def schedule(self, request, queryset):
-        from incidents import comms
-
         return self._with_form(
             request,
             queryset,
@@ -600,8 +582,6 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
 
     @admin.action(description=_("Draft a correction"))
     def correct(self, request, queryset):
-        from incidents import comms
-
         made = []
         for original in queryset:
             if not original.is_final:

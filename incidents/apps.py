@@ -7,6 +7,7 @@ class IncidentsConfig(AppConfig):
     verbose_name = _("Response")
 
     def ready(self) -> None:
+        # Imported here, not at the top: models cannot load before the app registry.
         from django.db.models.signals import post_migrate
 
         from incidents.permissions import on_post_migrate

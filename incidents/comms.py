@@ -25,7 +25,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import escalation
+from incidents import dispatch, timers
 from incidents.models import (
     Incident,
     Message,
@@ -35,15 +35,12 @@ from incidents.models import (
     TimelineEntry,
     Timer,
 )
+from incidents.timeline import actor_name, timeline_add
 from playbooks.models import Channel, CrisisRole, MessageTemplate, StakeholderGroup
 
 MISSING = "[[missing: {name}]]"
 PER_RECIPIENT = ("recipient_name",)
 AUTHOR_FACTS = ("what_happened", "what_we_do", "what_you_can_do", "affected")
-
-
-def _who(user) -> str:
-    return user.get_full_name() or user.get_username()
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -76,7 +73,7 @@ def incident_facts(
         "opened_at": _stamp(incident.opened_at),
         "now": _stamp(now),
         "next_update_at": _stamp(now + timedelta(minutes=every)) if every else None,
-        "spokesperson": _who(spokesperson.user) if spokesperson else None,
+        "spokesperson": actor_name(spokesperson.user) if spokesperson else None,
         "contact_channel": getattr(settings, "CRISISDESK_CONTACT_CHANNEL", None) or None,
         "status_page_url": getattr(settings, "CRISISDESK_STATUS_PAGE_URL", None) or None,
         "what_happened": incident.summary or None,
@@ -130,7 +127,7 @@ def missing_facts(message: Message) -> list[str]:
 
 
 def _log(message: Message, actor, text: str, **data) -> None:
-    TimelineEntry.objects.create(
+    timeline_add(
         incident=message.incident,
         kind=TimelineEntry.Kind.MESSAGE,
         actor=actor,
@@ -211,10 +208,10 @@ def message_draft(
         corrects=corrects,
         is_public=is_public,
     )
-    text = _("%(who)s drafted %(m)s.") % {"who": _who(author), "m": _label(message)}
+    text = _("%(who)s drafted %(m)s.") % {"who": actor_name(author), "m": _label(message)}
     if corrects is not None:
         text = _("%(who)s drafted a correction of message #%(id)s: %(m)s.") % {
-            "who": _who(author),
+            "who": actor_name(author),
             "id": corrects.pk,
             "m": _label(message),
         }
@@ -256,7 +253,11 @@ def message_edit(
     if message.status == Message.Status.IN_REVIEW:
         message.status = Message.Status.DRAFT  # changed words need a fresh review
     message.save()
-    _log(message, editor, _("%(who)s edited %(m)s.") % {"who": _who(editor), "m": _label(message)})
+    _log(
+        message,
+        editor,
+        _("%(who)s edited %(m)s.") % {"who": actor_name(editor), "m": _label(message)},
+    )
     return message
 
 
@@ -271,7 +272,8 @@ def message_submit(*, message: Message, actor: AbstractBaseUser) -> Message:
     _log(
         message,
         actor,
-        _("%(who)s submitted %(m)s for approval.") % {"who": _who(actor), "m": _label(message)},
+        _("%(who)s submitted %(m)s for approval.")
+        % {"who": actor_name(actor), "m": _label(message)},
     )
     return message
 
@@ -340,7 +342,7 @@ def message_approve(
         approver,
         _("%(who)s approved %(m)s%(extra)s.")
         % {
-            "who": _who(approver),
+            "who": actor_name(approver),
             "m": _label(message),
             "extra": f" ({'; '.join(extra)})" if extra else "",
         },
@@ -402,7 +404,7 @@ def _cadence_restart(message: Message, now: datetime) -> None:
         audience_id=message.audience_id,
         due_at=now + timedelta(minutes=cadence.every_minutes),
     )
-    escalation.enqueue_on_commit([timer])
+    timers.enqueue_on_commit([timer])
 
 
 def _went_out(message: Message, actor, now: datetime) -> None:
@@ -428,8 +430,6 @@ def message_send(
     Only the audience's own contacts are written to: a confidential incident's
     message never goes anywhere else.
     """
-    from incidents.notify import deliver_on_commit
-
     now = now or timezone.now()
     message = _locked(message)
     if message.status != Message.Status.APPROVED:
@@ -470,7 +470,7 @@ def message_send(
         actor,
         _("%(who)s sent %(m)s to %(n)s contacts (%(langs)s).")
         % {
-            "who": _who(actor) if actor else _("CrisisDesk (scheduled)"),
+            "who": actor_name(actor) if actor else _("CrisisDesk (scheduled)"),
             "m": _label(message),
             "n": len(created),
             "langs": ", ".join(languages),
@@ -478,7 +478,7 @@ def message_send(
         recipients=len(created),
     )
     _went_out(message, actor, now)
-    deliver_on_commit(ids)
+    dispatch.deliver_on_commit(ids)
     return len(ids)
 
 
@@ -504,7 +504,7 @@ def message_publish(
         message,
         actor,
         _("%(who)s published %(m)s at %(where)s.")
-        % {"who": _who(actor), "m": _label(message), "where": message.published_where},
+        % {"who": actor_name(actor), "m": _label(message), "where": message.published_where},
         where=message.published_where,
     )
     _went_out(message, actor, now)
@@ -527,12 +527,12 @@ def message_schedule(*, message: Message, actor: AbstractBaseUser, at: datetime)
     timer = Timer.objects.create(
         incident=message.incident, kind=Timer.Kind.MESSAGE_SEND, due_at=at, message=message
     )
-    escalation.enqueue_on_commit([timer])
+    timers.enqueue_on_commit([timer])
     _log(
         message,
         actor,
         _("%(who)s scheduled %(m)s for %(at)s.")
-        % {"who": _who(actor), "m": _label(message), "at": _stamp(at)},
+        % {"who": actor_name(actor), "m": _label(message), "at": _stamp(at)},
     )
     return timer
 

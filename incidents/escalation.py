@@ -4,7 +4,7 @@ The database is the source of truth. A ``Timer`` row is written in the same
 transaction as whatever makes it necessary (opening an incident, firing the
 previous level). Celery only makes it fast:
 
-1. After commit, timers due within ``HORIZON`` are sent to the broker with an
+1. After commit, timers due within ``HORIZON`` (incidents/timers.py) are sent to the broker with an
    ETA. Nothing further ahead is sent: a broker restart or a flushed Redis
    loses messages, and a worker keeps every ETA message it holds in memory.
 2. Beat runs ``sweep`` every ``SWEEP_SECONDS``. It sends every pending timer
@@ -28,21 +28,23 @@ previous level). Celery only makes it fast:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from incidents import comms, dispatch, notify, permissions, timers
 from incidents.models import Incident, Notification, Task, TimelineEntry, Timer
+from playbooks.models import CrisisRole, OnCallRotation
+from playbooks.oncall import oncall_holder, rotation_holder
 
 log = logging.getLogger(__name__)
 User = get_user_model()
 
-HORIZON = timedelta(seconds=60)
 SWEEP_SECONDS = 5
 # An overdue timer whose message was sent this long ago and is still pending
 # was lost (killed worker, flushed broker): send it again. Duplicates are
@@ -51,87 +53,14 @@ REENQUEUE_AFTER = timedelta(seconds=5)
 SWEEP_BATCH = 5000
 
 
-# ---------------------------------------------------------------- scheduling
-
-
-def first_level_timer(*, incident: Incident, start: datetime) -> Timer | None:
-    levels = incident.escalation_policy.get("levels") or []
-    if not levels:
-        return None
-    return Timer(
-        incident=incident,
-        kind=Timer.Kind.ESCALATION,
-        due_at=start + timedelta(seconds=levels[0]["delay_seconds"]),
-        round=incident.escalation_round,
-        cycle=0,
-        level=1,
-    )
-
-
-def enqueue_on_commit(timers: Iterable[Timer]) -> None:
-    """After the surrounding transaction commits, send the near ones to the broker."""
-    ids = [t.pk for t in timers]
-    if ids:
-        transaction.on_commit(lambda: enqueue_timers(timer_ids=ids))
-
-
-def enqueue_timers(*, timer_ids: list[int], now: datetime | None = None) -> int:
-    now = now or timezone.now()
-    due = list(
-        Timer.objects.filter(
-            pk__in=timer_ids, state=Timer.State.PENDING, due_at__lte=now + HORIZON
-        ).values_list("pk", "due_at")
-    )
-    return _send_timers(due, now=now)
-
-
-def enqueue_unsent(*, incident_id: int, now: datetime | None = None) -> int:
-    """Send an incident's near timers that were never sent (the level a fire just wrote)."""
-    now = now or timezone.now()
-    due = list(
-        Timer.objects.filter(
-            incident_id=incident_id,
-            state=Timer.State.PENDING,
-            enqueued_at__isnull=True,
-            due_at__lte=now + HORIZON,
-        ).values_list("pk", "due_at")
-    )
-    return _send_timers(due, now=now)
-
-
-def _send_timers(due: list[tuple[int, datetime]], *, now: datetime) -> int:
-    from incidents.tasks import fire_timer
-
-    if not due:
-        return 0
-    Timer.objects.filter(pk__in=[pk for pk, _d in due]).update(enqueued_at=now)
-    for pk, due_at in due:
-        try:
-            fire_timer.apply_async((pk,), eta=max(due_at, now))
-        except Exception:  # the broker is down: the sweep sends it again
-            log.exception("could not enqueue timer %s; the sweep will retry", pk)
-    return len(due)
-
-
-def cancel_pending(*, incident: Incident, kinds: list[str] | None, now: datetime) -> int:
-    qs = Timer.objects.filter(incident=incident, state=Timer.State.PENDING)
-    if kinds is not None:
-        qs = qs.filter(kind__in=kinds)
-    return qs.update(
-        state=Timer.State.CANCELLED, fired_at=None, outcome=f"cancelled {now:%H:%M:%S}"
-    )
-
-
 # --------------------------------------------------------------------- sweep
 
 
 def sweep(*, now: datetime | None = None) -> str:
     """Send what is due soon and was never sent, or overdue and evidently lost."""
-    from incidents.notify import deliver_on_commit
-
     now = now or timezone.now()
-    timers = list(
-        Timer.objects.filter(state=Timer.State.PENDING, due_at__lte=now + HORIZON)
+    due = list(
+        Timer.objects.filter(state=Timer.State.PENDING, due_at__lte=now + timers.HORIZON)
         .filter(
             Q(enqueued_at__isnull=True)
             | Q(due_at__lte=now - REENQUEUE_AFTER, enqueued_at__lte=now - REENQUEUE_AFTER)
@@ -139,7 +68,7 @@ def sweep(*, now: datetime | None = None) -> str:
         .order_by("due_at")
         .values_list("pk", "due_at")[:SWEEP_BATCH]
     )
-    sent = _send_timers(timers, now=now)
+    sent = timers.send_timers(due, now=now)
 
     # A delivery whose process died mid-send: the lease ran out. Back to the queue.
     Notification.objects.filter(status=Notification.Status.SENDING, lease_until__lt=now).update(
@@ -152,7 +81,7 @@ def sweep(*, now: datetime | None = None) -> str:
     )
     if stuck:
         Notification.objects.filter(pk__in=stuck).update(enqueued_at=now)
-        deliver_on_commit(stuck)
+        dispatch.deliver_on_commit(stuck)
     return f"sweep: {sent} timers, {len(stuck)} notifications sent to the broker"
 
 
@@ -161,8 +90,6 @@ def sweep(*, now: datetime | None = None) -> str:
 
 def timer_fire(*, timer_id: int, now: datetime | None = None) -> str:
     """Fire one timer if it is still pending and due. Safe to call any number of times."""
-    from incidents.notify import deliver_now
-
     created: list[int] = []
     with transaction.atomic():
         now = now or timezone.now()
@@ -183,10 +110,10 @@ def timer_fire(*, timer_id: int, now: datetime | None = None) -> str:
         outcome, created = handler(timer=timer, incident=incident, now=now)
         Timer.objects.filter(pk=timer_id).update(outcome=outcome[:200])
         incident_id = incident.pk
-        transaction.on_commit(lambda: enqueue_unsent(incident_id=incident_id))
+        transaction.on_commit(lambda: timers.enqueue_unsent(incident_id=incident_id))
     # Delivering in this task, after commit, saves a broker round trip on the
     # path that matters most; a crash here leaves them queued for the sweep.
-    deliver_now(created)
+    notify.deliver_now(created)
     log.info("%s %s: %s", incident.reference, timer.get_kind_display(), outcome)
     return f"timer {timer_id}: {outcome}"
 
@@ -201,8 +128,6 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
     3. Write one notification per person (dedupe key: timer + person), a timeline
        entry, and the timer of the level after it (or of the next repeat).
     """
-    from incidents.notify import escalation_notifications
-
     if incident.status != Incident.Status.OPEN or timer.round != incident.escalation_round:
         return "incident no longer needs paging", []
     policy = incident.escalation_policy
@@ -220,11 +145,9 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
             if incident.confidential:
                 # Paging brings these people onto a confidential incident: they may
                 # see what the e-mail tells them (the same rule on every surface).
-                from incidents.permissions import grant_assignment
-
                 for person in people:
-                    grant_assignment(incident=incident, user=person)
-            created = escalation_notifications(
+                    permissions.grant_assignment(incident=incident, user=person)
+            created = notify.escalation_notifications(
                 incident=incident, timer=timer, level=position, cycle=cycle, people=people, now=now
             )
             paged_ids = created
@@ -290,9 +213,6 @@ def _next_step(*, levels: list, repeat: int, cycle: int, position: int) -> tuple
 
 def recipients_for(level: dict, *, at: datetime) -> list:
     """Whom a level pages at this instant: active users with an e-mail address."""
-    from playbooks.models import CrisisRole, OnCallRotation
-    from playbooks.oncall import oncall_holder, rotation_holder
-
     people = []
     if level["target"] == "role":
         role = CrisisRole.objects.filter(pk=level.get("role_id")).first()
@@ -308,11 +228,9 @@ def recipients_for(level: dict, *, at: datetime) -> list:
 
 
 def _fire_statement_reminder(*, timer: Timer, incident: Incident, now: datetime):
-    from incidents.notify import deadline_notifications
-
     if incident.first_statement_at is not None or not incident.is_active:
         return "statement already out or incident over", []
-    created = deadline_notifications(
+    created = notify.deadline_notifications(
         incident=incident, timer=timer, role_slugs=("communications-lead",), now=now
     )
     TimelineEntry.objects.create(
@@ -329,13 +247,11 @@ def _fire_statement_reminder(*, timer: Timer, incident: Incident, now: datetime)
 
 
 def _fire_first_statement(*, timer: Timer, incident: Incident, now: datetime):
-    from incidents.notify import deadline_notifications
-
     if incident.first_statement_at is not None:
         return "first statement was on time", []
     if not incident.is_active:
         return "incident over", []
-    created = deadline_notifications(
+    created = notify.deadline_notifications(
         incident=incident,
         timer=timer,
         role_slugs=("crisis-manager", "communications-lead"),
@@ -353,12 +269,10 @@ def _fire_first_statement(*, timer: Timer, incident: Incident, now: datetime):
 
 
 def _fire_task_due(*, timer: Timer, incident: Incident, now: datetime):
-    from incidents.notify import task_due_notifications
-
     task = timer.task
     if task is None or task.status != Task.Status.OPEN or not incident.is_active:
         return "task finished or incident over", []
-    created = task_due_notifications(incident=incident, timer=timer, task=task, now=now)
+    created = notify.task_due_notifications(incident=incident, timer=timer, task=task, now=now)
     TimelineEntry.objects.create(
         incident=incident,
         kind=TimelineEntry.Kind.TASK,
@@ -371,14 +285,12 @@ def _fire_task_due(*, timer: Timer, incident: Incident, now: datetime):
 
 def _fire_update_cadence(*, timer: Timer, incident: Incident, now: datetime):
     """An audience is due its next update: tell the communications lead, schedule the next."""
-    from incidents.notify import cadence_notifications
-
     if not incident.is_active or timer.audience_id is None:
         return "incident over", []
     every = _cadence_minutes(incident, timer.audience_id)
     if every is None:
         return "no cadence for this audience", []
-    created = cadence_notifications(incident=incident, timer=timer, every=every, now=now)
+    created = notify.cadence_notifications(incident=incident, timer=timer, every=every, now=now)
     TimelineEntry.objects.create(
         incident=incident,
         kind=TimelineEntry.Kind.DEADLINE,
@@ -404,15 +316,11 @@ def _cadence_minutes(incident: Incident, audience_id: int) -> int | None:
 
 
 def _fire_message_send(*, timer: Timer, incident: Incident, now: datetime):
-    from django.core.exceptions import ValidationError
-
-    from incidents.comms import message_send
-
     message = timer.message
     if message is None or message.status != message.Status.APPROVED:
         return "message no longer waiting to be sent", []
     try:
-        count = message_send(message=message, actor=None, now=now)
+        count = comms.message_send(message=message, actor=None, now=now)
     except ValidationError as exc:
         TimelineEntry.objects.create(
             incident=incident,

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
+from crisisdesk.errors import AppendOnlyError  # noqa: F401 - re-exported for callers
 from playbooks.models import (
     Channel,
     CrisisRole,
@@ -25,10 +26,6 @@ from playbooks.models import (
     Scenario,
     StakeholderGroup,
 )
-
-
-class AppendOnlyError(Exception):
-    """Raised when code tries to change or delete a record that is append-only."""
 
 
 class AppendOnlyQuerySet(models.QuerySet):

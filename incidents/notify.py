@@ -23,7 +23,6 @@ import smtplib
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -32,6 +31,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from incidents import acklinks, dispatch
 from incidents.models import (
     DeliveryAttempt,
     Incident,
@@ -41,6 +41,8 @@ from incidents.models import (
     TimelineEntry,
     Timer,
 )
+from playbooks.models import CrisisRole
+from playbooks.oncall import oncall_holder
 
 log = logging.getLogger(__name__)
 
@@ -58,21 +60,9 @@ def lease() -> timedelta:
 BACKOFF_FIRST_SECONDS = 2
 BACKOFF_CAP_SECONDS = 30
 GIVE_UP_AFTER = timedelta(hours=24)
-ACK_SALT = "crisisdesk.incidents.ack"
-ACK_MAX_AGE = timedelta(hours=24)
 
 
-# ------------------------------------------------------------------ ack links
-
-
-def ack_token(message_id: str) -> str:
-    return signing.dumps({"m": message_id}, salt=ACK_SALT, compress=True)
-
-
-def ack_token_read(token: str) -> str:
-    """The Message-ID a link was made for; raises signing.SignatureExpired / BadSignature."""
-    data = signing.loads(token, salt=ACK_SALT, max_age=ACK_MAX_AGE)
-    return data["m"]
+# ------------------------------------------------------------------ links
 
 
 def absolute(path: str) -> str:
@@ -116,7 +106,7 @@ def _create(
         "recipient": person,
         "subject_prefix": subject_prefix(incident),
         "incident_url": incident_url(incident),
-        "ack_url": absolute(reverse("incidents:ack", args=[ack_token(message_id)])),
+        "ack_url": absolute(reverse("incidents:ack", args=[acklinks.ack_token(message_id)])),
     }
     subject, text, html = render_email(template, context)
     try:
@@ -184,9 +174,6 @@ def escalation_notifications(
 
 def _role_people(incident: Incident, role_slugs: tuple[str, ...], at: datetime) -> list:
     """The incident's current holders of these roles, or the roles' on-call holders."""
-    from playbooks.models import CrisisRole
-    from playbooks.oncall import oncall_holder
-
     people = []
     for slug in role_slugs:
         assignment = (
@@ -270,20 +257,6 @@ def task_due_notifications(
 
 
 # ------------------------------------------------------------------ delivery
-
-
-def deliver_on_commit(ids: list[int]) -> None:
-    from incidents.tasks import deliver_notification
-
-    def send() -> None:
-        for pk in ids:
-            try:
-                deliver_notification.delay(pk)
-            except Exception:
-                log.exception("could not enqueue notification %s; the sweep will retry", pk)
-
-    if ids:
-        transaction.on_commit(send)
 
 
 def deliver_now(ids: list[int]) -> None:
@@ -372,10 +345,5 @@ def _failed(n: Notification, exc: Exception, *, now: datetime) -> str:
             next_attempt_at=retry_at,
             enqueued_at=now,
         )
-    from incidents.tasks import deliver_notification
-
-    try:
-        deliver_notification.apply_async((n.pk,), eta=retry_at)
-    except Exception:
-        log.exception("could not enqueue the retry of notification %s; the sweep will", n.pk)
+    dispatch.send(dispatch.DELIVER_NOTIFICATION, n.pk, eta=retry_at)
     return f"notification {n.pk}: will retry at {retry_at:%H:%M:%S} ({error})"

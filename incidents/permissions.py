@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.db.models import Q
+from guardian.shortcuts import assign_perm, remove_perm
+
+from incidents.models import RoleAssignment
+from playbooks.models import CrisisRole
 
 VIEW_CONFIDENTIAL = "incidents.view_confidential_incident"
 ASSIGNED_PERM = "incidents.view_incident"
@@ -118,17 +122,11 @@ def on_post_migrate(sender, **kwargs) -> None:
 
 
 def grant_assignment(*, incident, user: AbstractBaseUser) -> None:
-    from guardian.shortcuts import assign_perm
-
     assign_perm(ASSIGNED_PERM, user, incident)
 
 
 def withdraw_assignment(*, incident, user: AbstractBaseUser) -> None:
     """Withdraw the object permission unless the person still holds a role on it."""
-    from guardian.shortcuts import remove_perm
-
-    from incidents.models import RoleAssignment
-
     still = RoleAssignment.objects.filter(
         incident=incident, user=user, relieved_at__isnull=True
     ).exists()
@@ -138,8 +136,6 @@ def withdraw_assignment(*, incident, user: AbstractBaseUser) -> None:
 
 def demo_groups() -> None:
     """Put the demo team in the groups of the roles they hold."""
-    from playbooks.models import CrisisRole
-
     groups = ensure_groups()
     for role in CrisisRole.objects.prefetch_related("holders"):
         name = ROLE_GROUPS.get(role.slug)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
+from guardian.shortcuts import get_objects_for_user
 
 from incidents.models import Incident, Message, MessageRevision, Notification
+from incidents.permissions import ASSIGNED_PERM, VIEW_CONFIDENTIAL
 
 
 def incident_messages(
@@ -34,11 +36,6 @@ def incidents_visible_to(user) -> QuerySet[Incident]:
     """Every incident this person may see: a confidential one only with the
     see-every-confidential permission (crisis managers) or the object permission
     that assignment grants and relieving withdraws (incidents/permissions.py)."""
-    from django.db.models import Q
-    from guardian.shortcuts import get_objects_for_user
-
-    from incidents.permissions import ASSIGNED_PERM, VIEW_CONFIDENTIAL
-
     if user is None or not user.is_authenticated or not user.is_active:
         return Incident.objects.none()
     if user.is_superuser or user.has_perm(VIEW_CONFIDENTIAL):

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import escalation, permissions
+from incidents import permissions, postmortem, timers
 from incidents.models import (
     Incident,
     ReferenceCounter,
@@ -26,7 +26,10 @@ from incidents.models import (
     TimelineEntry,
     Timer,
 )
+from incidents.timeline import actor_name, timeline_add
 from playbooks.models import CrisisRole, EscalationLevel, Playbook, Scenario
+from playbooks.oncall import oncall_holder
+from playbooks.playbook_io import playbook_to_dict
 
 User = get_user_model()
 
@@ -34,33 +37,6 @@ User = get_user_model()
 # manager at once, then again every ten minutes twice, until acknowledged.
 ADHOC_ROLE_SLUG = "crisis-manager"
 ADHOC_DELAYS_SECONDS = (0, 600, 600)
-
-
-def _who(actor: AbstractBaseUser | None) -> str:
-    if actor is None:
-        return _("CrisisDesk")
-    return actor.get_full_name() or actor.get_username()
-
-
-def timeline_add(
-    *,
-    incident: Incident,
-    kind: str,
-    text: str,
-    actor: AbstractBaseUser | None = None,
-    data: dict | None = None,
-    at: datetime | None = None,
-    corrects: TimelineEntry | None = None,
-) -> TimelineEntry:
-    return TimelineEntry.objects.create(
-        incident=incident,
-        kind=kind,
-        text=text,
-        actor=actor,
-        data=data or {},
-        at=at or timezone.now(),
-        corrects=corrects,
-    )
 
 
 def next_reference(*, year: int) -> str:
@@ -95,14 +71,6 @@ def escalation_policy_freeze(playbook: Playbook | None) -> dict:
             entry["user_ids"] = sorted(u.pk for u in level.users.all())
         levels.append(entry)
     return {"repeat": playbook.escalation_repeat_count, "levels": levels}
-
-
-def _playbook_snapshot(playbook: Playbook) -> dict:
-    try:
-        from playbooks.playbook_io import playbook_to_dict
-    except ImportError:  # pragma: no cover - the YAML module ships with the app
-        return {}
-    return playbook_to_dict(playbook)
 
 
 @transaction.atomic
@@ -155,7 +123,7 @@ def incident_open(
         confidential=confidential,
         drill=drill,
         playbook=playbook,
-        playbook_snapshot=_playbook_snapshot(playbook) if playbook else {},
+        playbook_snapshot=playbook_to_dict(playbook) if playbook else {},
         escalation_policy=escalation_policy_freeze(playbook),
         first_statement_minutes=playbook.first_statement_minutes if playbook else 60,
         opened_by=actor,
@@ -169,7 +137,7 @@ def incident_open(
         at=now,
         text=_("%(who)s opened %(ref)s (SEV%(sev)s)%(pb)s.")
         % {
-            "who": _who(actor),
+            "who": actor_name(actor),
             "ref": incident.reference,
             "sev": severity,
             "pb": (
@@ -182,7 +150,7 @@ def incident_open(
     )
 
     holders = _assign_roles(incident=incident, playbook=playbook, now=now, actor=actor)
-    timers: list[Timer] = []
+    new_timers: list[Timer] = []
     if playbook is not None:
         for step in playbook.steps.select_related("role").order_by("position"):
             task = Task.objects.create(
@@ -197,14 +165,14 @@ def incident_open(
                 due_at=now + timedelta(minutes=step.due_offset_minutes),
             )
             if step.due_offset_minutes > 0:
-                timers.append(
+                new_timers.append(
                     Timer(
                         incident=incident, kind=Timer.Kind.TASK_DUE, due_at=task.due_at, task=task
                     )
                 )
-    timers += _statement_timers(incident=incident, now=now)
+    new_timers += _statement_timers(incident=incident, now=now)
     if playbook is not None:
-        timers += [
+        new_timers += [
             Timer(
                 incident=incident,
                 kind=Timer.Kind.UPDATE_CADENCE,
@@ -213,19 +181,17 @@ def incident_open(
             )
             for cadence in playbook.cadences.select_related("audience")
         ]
-    first = escalation.first_level_timer(incident=incident, start=now)
+    first = timers.first_level_timer(incident=incident, start=now)
     if first is not None:
-        timers.append(first)
-    Timer.objects.bulk_create(timers)
-    escalation.enqueue_on_commit(Timer.objects.filter(incident=incident, state="pending"))
+        new_timers.append(first)
+    Timer.objects.bulk_create(new_timers)
+    timers.enqueue_on_commit(Timer.objects.filter(incident=incident, state="pending"))
     return incident
 
 
 def _assign_roles(
     *, incident: Incident, playbook: Playbook | None, now: datetime, actor
 ) -> dict[int, AbstractBaseUser]:
-    from playbooks.oncall import oncall_holder
-
     if playbook is None:
         roles = list(CrisisRole.objects.filter(slug=ADHOC_ROLE_SLUG))
     else:
@@ -285,14 +251,14 @@ def incident_acknowledge(
     incident.acknowledged_at = incident.acknowledged_at or now
     incident.acknowledged_by = incident.acknowledged_by or actor
     incident.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "updated_at"])
-    cancelled = escalation.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
+    cancelled = timers.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.ACKNOWLEDGED,
         actor=actor,
         at=now,
         text=_("%(who)s acknowledged (%(via)s); escalation stopped.")
-        % {"who": _who(actor), "via": via},
+        % {"who": actor_name(actor), "via": via},
         data={"via": via, "cancelled_timers": cancelled},
     )
     return True
@@ -316,7 +282,7 @@ def incident_change_severity(
         actor=actor,
         text=_("%(who)s changed severity SEV%(old)s → SEV%(new)s.%(reason)s")
         % {
-            "who": _who(actor),
+            "who": actor_name(actor),
             "old": old,
             "new": severity,
             "reason": f" {reason}" if reason else "",
@@ -336,7 +302,7 @@ def incident_contain(*, incident: Incident, actor: AbstractBaseUser | None) -> I
         # Containing is taking charge: it acknowledges too, and stops the paging.
         incident.acknowledged_at = incident.acknowledged_at or now
         incident.acknowledged_by = incident.acknowledged_by or actor
-        escalation.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
+        timers.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
     incident.status = Incident.Status.CONTAINED
     incident.contained_at = incident.contained_at or now
     incident.save()
@@ -345,7 +311,7 @@ def incident_contain(*, incident: Incident, actor: AbstractBaseUser | None) -> I
         kind=TimelineEntry.Kind.CONTAINED,
         actor=actor,
         at=now,
-        text=_("%(who)s marked the incident contained.") % {"who": _who(actor)},
+        text=_("%(who)s marked the incident contained.") % {"who": actor_name(actor)},
     )
     return incident
 
@@ -364,19 +330,17 @@ def incident_resolve(
     incident.acknowledged_by = incident.acknowledged_by or actor
     incident.contained_at = incident.contained_at or now
     incident.save()
-    cancelled = escalation.cancel_pending(incident=incident, kinds=None, now=now)
+    cancelled = timers.cancel_pending(incident=incident, kinds=None, now=now)
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.RESOLVED,
         actor=actor,
         at=now,
         text=_("%(who)s resolved the incident.%(s)s")
-        % {"who": _who(actor), "s": f" {summary}" if summary else ""},
+        % {"who": actor_name(actor), "s": f" {summary}" if summary else ""},
         data={"cancelled_timers": cancelled},
     )
-    from incidents.postmortem import postmortem_start
-
-    postmortem_start(incident=incident, actor=actor)
+    postmortem.postmortem_start(incident=incident, actor=actor)
     return incident
 
 
@@ -392,7 +356,7 @@ def incident_close(*, incident: Incident, actor: AbstractBaseUser | None) -> Inc
         incident=incident,
         kind=TimelineEntry.Kind.CLOSED,
         actor=actor,
-        text=_("%(who)s closed the incident.") % {"who": _who(actor)},
+        text=_("%(who)s closed the incident.") % {"who": actor_name(actor)},
     )
     return incident
 
@@ -418,16 +382,16 @@ def incident_reopen(
         at=now,
         text=_("%(who)s reopened the incident (round %(round)s).%(reason)s")
         % {
-            "who": _who(actor),
+            "who": actor_name(actor),
             "round": incident.escalation_round,
             "reason": f" {reason}" if reason else "",
         },
         data={"round": incident.escalation_round},
     )
-    timer = escalation.first_level_timer(incident=incident, start=now)
+    timer = timers.first_level_timer(incident=incident, start=now)
     if timer is not None:
         timer.save()
-        escalation.enqueue_on_commit([timer])
+        timers.enqueue_on_commit([timer])
     return incident
 
 
@@ -466,9 +430,11 @@ def role_assign(
         at=now,
         text=_("%(user)s is %(role)s%(prev)s.")
         % {
-            "user": _who(user),
+            "user": actor_name(user),
             "role": role.name,
-            "prev": (_(" (taking over from %(p)s)") % {"p": _who(current.user)}) if current else "",
+            "prev": (_(" (taking over from %(p)s)") % {"p": actor_name(current.user)})
+            if current
+            else "",
         },
         data={"role_id": role.pk, "user_id": user.pk},
     )
@@ -494,7 +460,7 @@ def role_relieve(
         kind=TimelineEntry.Kind.ROLE,
         actor=actor,
         text=_("%(user)s was relieved as %(role)s.")
-        % {"user": _who(current.user), "role": role.name},
+        % {"user": actor_name(current.user), "role": role.name},
         data={"role_id": role.pk, "user_id": None, "relieved_user_id": current.user_id},
     )
     return current
@@ -522,7 +488,7 @@ def task_complete(
         actor=actor,
         text=_("%(who)s %(verb)s “%(task)s”%(late)s.%(note)s")
         % {
-            "who": _who(actor),
+            "who": actor_name(actor),
             "verb": verb,
             "task": task.title,
             "late": _(" (late)") if task.is_late else "",

@@ -1,8 +1,12 @@
-"""Celery tasks: each takes ids, calls one service, and is safe to run twice."""
+"""Celery tasks: each takes ids, calls one service, and is safe to run twice.
+
+Nothing in the app imports this module: work is queued by task name through
+incidents/dispatch.py, and Celery finds these by autodiscovery.
+"""
 
 from celery import shared_task
 
-from incidents import escalation, notify
+from incidents import escalation, notify, postmortem
 
 
 @shared_task
@@ -22,6 +26,4 @@ def sweep() -> str:
 
 @shared_task
 def send_action_item_reminders() -> str:
-    from incidents.postmortem import action_item_reminders_send
-
-    return f"action-item reminders sent: {action_item_reminders_send()}"
+    return f"action-item reminders sent: {postmortem.action_item_reminders_send()}"

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents import notify, postmortem, services
+from incidents import acklinks, postmortem, services
 from incidents.models import Incident, Message, Notification, PostMortemRevision
 from incidents.selectors import incident_messages, incidents_visible_to
 from playbooks.models import Channel
@@ -26,7 +26,7 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
     the acknowledgement.
     """
     try:
-        message_id = notify.ack_token_read(token)
+        message_id = acklinks.ack_token_read(token)
     except signing.SignatureExpired:
         return _page(request, "expired", status=410)
     except signing.BadSignature:

@@ -108,22 +108,16 @@ def make_playbook(team):
 @pytest.fixture
 def broker_calls(monkeypatch):
     """Unit tests record what would go to the broker instead of sending it."""
-    from incidents import tasks
+    from incidents import dispatch
 
     calls = []
-    monkeypatch.setattr(
-        tasks.fire_timer,
-        "apply_async",
-        lambda args, eta=None, **kw: calls.append(("fire", args[0], eta)),
-    )
-    monkeypatch.setattr(
-        tasks.deliver_notification,
-        "apply_async",
-        lambda args, eta=None, **kw: calls.append(("deliver", args[0], eta)),
-    )
-    monkeypatch.setattr(
-        tasks.deliver_notification, "delay", lambda pk: calls.append(("deliver", pk, None))
-    )
+    kinds = {dispatch.FIRE_TIMER: "fire", dispatch.DELIVER_NOTIFICATION: "deliver"}
+
+    def send(task, pk, *, eta=None):
+        calls.append((kinds[task], pk, eta))
+        return True
+
+    monkeypatch.setattr(dispatch, "send", send)
     return calls
 
 

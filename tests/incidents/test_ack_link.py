@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import time_machine
 
-from incidents import escalation, notify, services
+from incidents import acklinks, escalation, notify, services
 from incidents.models import Incident, Notification, Timer
 
 pytestmark = pytest.mark.django_db
@@ -20,7 +20,7 @@ def paged(team, make_playbook, broker_calls):
     with time_machine.travel(level1.due_at, tick=False):
         escalation.timer_fire(timer_id=level1.pk)
     notification = Notification.objects.get(incident=incident)
-    token = notify.ack_token(notification.message_id)
+    token = acklinks.ack_token(notification.message_id)
     return incident, notification, f"/incidents/ack/{token}/"
 
 
@@ -76,7 +76,7 @@ def test_it_refuses_a_tampered_link(client, paged):
 def test_it_refuses_an_expired_link(client, paged):
     incident, _n, url = paged
     with time_machine.travel(
-        dt.datetime.now(dt.UTC) + notify.ACK_MAX_AGE + dt.timedelta(minutes=1)
+        dt.datetime.now(dt.UTC) + acklinks.ACK_MAX_AGE + dt.timedelta(minutes=1)
     ):
         response = client.post(url)
     assert response.status_code == 410

@@ -315,9 +315,9 @@ def test_permission_matrix_pages(client, matrix, persona):
             else:
                 assert response.status_code == (200 if visible else 404), (persona, path)
     # A made-up or tampered acknowledge link says nothing about any incident.
-    from incidents import notify
+    from incidents import acklinks
 
-    forged = notify.ack_token("<made-up@example.test>")[:-4] + "AAAA"
+    forged = acklinks.ack_token("<made-up@example.test>")[:-4] + "AAAA"
     for token in (forged, "not-a-token"):
         page = client.get(f"/incidents/ack/{token}/").content.decode()
         assert matrix["secret"].title not in page and matrix["secret"].reference not in page

@@ -1,0 +1,53 @@
+"""Post-mortems, built from the record.
+
+- ``facts``: the report's read-model, computed from an incident's record
+  (milestones, targets met or missed, escalations, messages, roles, tasks).
+- ``chart``: the timeline chart laid out on one time axis.
+- ``render``: HTML, Markdown and PDF.
+- ``trends``: figures across incidents.
+- ``services``: writes (start, edit, submit, publish; action items).
+- ``reminders``: e-mails to owners of overdue action items.
+
+The names below are the package's public surface; callers import them from here.
+"""
+
+from incidents.postmortem.facts import Report, acknowledge_target, report_build
+from incidents.postmortem.reminders import action_item_reminders_send, action_items_overdue
+from incidents.postmortem.render import (
+    PdfUnavailable,
+    postmortem_path,
+    report_context,
+    report_html,
+    report_markdown,
+    report_pdf,
+)
+from incidents.postmortem.services import (
+    action_item_revise_playbook,
+    action_item_set_status,
+    postmortem_edit,
+    postmortem_publish,
+    postmortem_start,
+    postmortem_submit,
+)
+from incidents.postmortem.trends import trends
+
+__all__ = [
+    "PdfUnavailable",
+    "Report",
+    "acknowledge_target",
+    "action_item_reminders_send",
+    "action_item_revise_playbook",
+    "action_item_set_status",
+    "action_items_overdue",
+    "postmortem_edit",
+    "postmortem_path",
+    "postmortem_publish",
+    "postmortem_start",
+    "postmortem_submit",
+    "report_build",
+    "report_context",
+    "report_html",
+    "report_markdown",
+    "report_pdf",
+    "trends",
+]

@@ -1,0 +1,382 @@
+"""Post-mortems: the factual half of the report, computed from the record.
+
+``report_build`` reads an incident's record (milestones, timeline, messages,
+assignments, tasks) in a fixed number of queries and returns a ``Report`` the
+HTML page, the Markdown and PDF exports and the trends page all render. Nothing
+here writes (services.py does).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+
+from incidents.models import (
+    ActionItem,
+    Incident,
+    Message,
+    PostMortem,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+)
+from incidents.postmortem.chart import Chart, chart_build
+
+# ------------------------------------------------------------------ the report
+
+
+@dataclass
+class Milestone:
+    key: str
+    label: str
+    at: datetime | None
+    since_opened: timedelta | None = None
+    since_previous: timedelta | None = None
+
+
+@dataclass
+class Target:
+    key: str
+    label: str
+    target: timedelta | None
+    actual: timedelta | None
+    # "met", "missed", "pending" (deadline not reached yet) or "none" (no target set)
+    outcome: str
+    detail: str = ""
+
+
+@dataclass
+class EscalationRow:
+    at: datetime
+    level: int
+    cycle: int
+    round: int
+    paged: str
+    unstaffed: bool
+    lateness_ms: int | None
+
+
+@dataclass
+class MessageRow:
+    message: Message
+    corrections: list[Message] = field(default_factory=list)
+
+
+@dataclass
+class AudienceMessages:
+    audience: str
+    channel: str
+    channel_label: str
+    rows: list[MessageRow]
+
+
+@dataclass
+class Report:
+    incident: Incident
+    postmortem: PostMortem | None
+    generated_at: datetime
+    milestones: list[Milestone]
+    targets: list[Target]
+    escalations: list[EscalationRow]
+    acknowledgements: list[dict]
+    messages: list[AudienceMessages]
+    message_count: int
+    correction_count: int
+    assignments: list[RoleAssignment]
+    tasks: list[Task]
+    task_counts: dict[str, int]
+    timeline: list[TimelineEntry]
+    reopen_count: int
+    duration: timedelta | None
+    chart: Chart
+    action_items: list[ActionItem]
+
+
+MILESTONES = (
+    ("detected_at", gettext_lazy("Detected")),
+    ("opened_at", gettext_lazy("Opened")),
+    ("acknowledged_at", gettext_lazy("Acknowledged")),
+    ("first_statement_at", gettext_lazy("First public statement")),
+    ("contained_at", gettext_lazy("Contained")),
+    ("resolved_at", gettext_lazy("Resolved")),
+    ("closed_at", gettext_lazy("Closed")),
+)
+
+
+def _acknowledged_at(timeline: list[TimelineEntry]) -> datetime | None:
+    """When someone acknowledged: resolving an unacknowledged incident stamps the
+    field too, but only a timeline entry says a person actually did."""
+    entry = next((e for e in timeline if e.kind == TimelineEntry.Kind.ACKNOWLEDGED), None)
+    return entry.at if entry else None
+
+
+def _milestones(incident: Incident, timeline: list[TimelineEntry]) -> list[Milestone]:
+    rows = []
+    previous = None
+    for key, label in MILESTONES:
+        at = _acknowledged_at(timeline) if key == "acknowledged_at" else getattr(incident, key)
+        row = Milestone(key=key, label=str(label), at=at)
+        if at is not None:
+            row.since_opened = at - incident.opened_at if key != "detected_at" else None
+            if previous is not None:
+                row.since_previous = at - previous
+            previous = at
+        rows.append(row)
+    return rows
+
+
+def _outcome(target: timedelta | None, actual: timedelta | None, elapsed: timedelta) -> str:
+    if target is None:
+        return "none"
+    if actual is not None:
+        return "met" if actual <= target else "missed"
+    return "missed" if elapsed > target else "pending"
+
+
+def acknowledge_target(incident: Incident) -> timedelta | None:
+    """The playbook's acknowledge target: the first escalation level's delay."""
+    levels = (incident.escalation_policy or {}).get("levels") or []
+    if not levels:
+        return None
+    return timedelta(seconds=levels[0]["delay_seconds"])
+
+
+def _end(incident: Incident, now: datetime) -> datetime:
+    return incident.closed_at or incident.resolved_at or now
+
+
+def _targets(
+    incident: Incident,
+    timeline: list[TimelineEntry],
+    finals: list[Message],
+    cadences: list,
+    now: datetime,
+) -> list[Target]:
+    end = _end(incident, now)
+    elapsed = end - incident.opened_at
+    acked = _acknowledged_at(timeline)
+    ack_target = acknowledge_target(incident)
+    ack_actual = acked - incident.opened_at if acked else None
+    targets = [
+        Target(
+            key="acknowledge",
+            label=_("Acknowledge"),
+            target=ack_target,
+            actual=ack_actual,
+            outcome=_outcome(ack_target, ack_actual, elapsed),
+            detail="" if acked else _("Never acknowledged by a person."),
+        )
+    ]
+    fs_target = timedelta(minutes=incident.first_statement_minutes)
+    fs_actual = (
+        incident.first_statement_at - incident.opened_at if incident.first_statement_at else None
+    )
+    targets.append(
+        Target(
+            key="first_statement",
+            label=_("First public statement"),
+            target=fs_target,
+            actual=fs_actual,
+            outcome=_outcome(fs_target, fs_actual, elapsed),
+        )
+    )
+    by_audience: dict[int, list[datetime]] = defaultdict(list)
+    for m in finals:
+        by_audience[m.audience_id].append(m.sent_at)
+    missed_entries: dict[int, int] = defaultdict(int)
+    for e in timeline:
+        if e.kind == TimelineEntry.Kind.DEADLINE and e.data.get("deadline") == "update_cadence":
+            missed_entries[e.data.get("audience_id")] += 1
+    for cadence in cadences:
+        every = timedelta(minutes=cadence.every_minutes)
+        sent = sorted(by_audience.get(cadence.audience_id, []))
+        # The gaps that count: from each update to the next, and from the last to the end.
+        gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+        if sent and (incident.resolved_at is None or sent[-1] < incident.resolved_at):
+            gaps.append(end - sent[-1])
+        longest = max(gaps) if gaps else None
+        late = sum(1 for g in gaps if g > every)
+        if not sent:
+            outcome = "missed" if elapsed > every else "pending"
+        else:
+            outcome = "missed" if late or missed_entries.get(cadence.audience_id) else "met"
+        targets.append(
+            Target(
+                key=f"cadence:{cadence.audience.slug}",
+                label=_("Updates to %(audience)s") % {"audience": cadence.audience.name},
+                target=every,
+                actual=longest,
+                outcome=outcome,
+                detail=_("Updates sent: %(n)s. Gaps longer than the cadence: %(late)s.")
+                % {"n": len(sent), "late": late},
+            )
+        )
+    return targets
+
+
+def _escalations(timeline: list[TimelineEntry], users: dict) -> list[EscalationRow]:
+    rows = []
+    round_no = 1
+    for e in timeline:
+        if e.kind == TimelineEntry.Kind.REOPENED:
+            round_no = e.data.get("round", round_no + 1)
+        if e.kind not in (TimelineEntry.Kind.ESCALATION, TimelineEntry.Kind.UNSTAFFED):
+            continue
+        paged = ", ".join(users[uid] for uid in e.data.get("user_ids", []) if uid in users) or (
+            "—" if e.kind == TimelineEntry.Kind.UNSTAFFED else ""
+        )
+        rows.append(
+            EscalationRow(
+                at=e.at,
+                level=e.data.get("level", 0),
+                cycle=e.data.get("cycle", 0),
+                round=round_no,
+                paged=paged,
+                unstaffed=e.kind == TimelineEntry.Kind.UNSTAFFED,
+                lateness_ms=e.data.get("lateness_ms"),
+            )
+        )
+    return rows
+
+
+def _acknowledgements(incident: Incident, timeline: list[TimelineEntry]) -> list[dict]:
+    """Each round's acknowledgement: by whom, how long after that round started and
+    after the first page of that round."""
+    rows = []
+    round_start = incident.opened_at
+    first_page = None
+    round_no = 1
+    for e in timeline:
+        if e.kind == TimelineEntry.Kind.REOPENED:
+            round_start, first_page, round_no = e.at, None, e.data.get("round", round_no + 1)
+        elif e.kind == TimelineEntry.Kind.ESCALATION and first_page is None:
+            first_page = e.at
+        elif e.kind == TimelineEntry.Kind.ACKNOWLEDGED:
+            rows.append(
+                {
+                    "round": round_no,
+                    "at": e.at,
+                    "by": person_name(e.actor),
+                    "after_start": e.at - round_start,
+                    "after_first_page": e.at - first_page if first_page else None,
+                }
+            )
+    return rows
+
+
+def person_name(user) -> str:
+    if user is None:
+        return _("the system")
+    return user.get_full_name() or user.get_username()
+
+
+def _messages(finals: list[Message]) -> tuple[list[AudienceMessages], int]:
+    """Sent and published messages per audience and channel, corrections beside originals."""
+    by_id = {m.pk: m for m in finals}
+    rows: dict[tuple, AudienceMessages] = {}
+    row_of: dict[int, MessageRow] = {}
+    corrections = 0
+    for m in finals:
+        original = by_id.get(m.corrects_id) if m.corrects_id else None
+        if original is not None and original.pk in row_of:
+            row_of[original.pk].corrections.append(m)
+            row_of[m.pk] = row_of[original.pk]
+            corrections += 1
+            continue
+        key = (m.audience.name, m.channel)
+        group = rows.setdefault(
+            key,
+            AudienceMessages(
+                audience=m.audience.name,
+                channel=m.channel,
+                channel_label=m.get_channel_display(),
+                rows=[],
+            ),
+        )
+        row = MessageRow(message=m)
+        group.rows.append(row)
+        row_of[m.pk] = row
+    return sorted(rows.values(), key=lambda g: (g.audience, g.channel)), corrections
+
+
+def _task_counts(tasks: list[Task], now: datetime) -> dict[str, int]:
+    counts = {"done_on_time": 0, "done_late": 0, "skipped": 0, "open": 0, "open_late": 0}
+    for t in tasks:
+        if t.status == Task.Status.DONE:
+            late = t.due_at is not None and t.done_at is not None and t.done_at > t.due_at
+            counts["done_late" if late else "done_on_time"] += 1
+        elif t.status == Task.Status.SKIPPED:
+            counts["skipped"] += 1
+        else:
+            counts["open"] += 1
+            if t.due_at is not None and t.due_at < now:
+                counts["open_late"] += 1
+    return counts
+
+
+def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
+    """Everything the post-mortem says about what happened, in a fixed number of queries."""
+    now = now or timezone.now()
+    incident = Incident.objects.select_related("playbook", "opened_by", "acknowledged_by").get(
+        pk=incident.pk
+    )
+    postmortem = PostMortem.objects.filter(incident=incident).first()
+    timeline = list(
+        TimelineEntry.objects.filter(incident=incident).select_related("actor").order_by("at", "pk")
+    )
+    finals = list(
+        Message.objects.filter(incident=incident, status__in=Message.FINAL)
+        .select_related("audience", "sent_by", "approver", "author")
+        .order_by("sent_at", "pk")
+    )
+    assignments = list(
+        RoleAssignment.objects.filter(incident=incident)
+        .select_related("role", "user", "assigned_by")
+        .order_by("role__sort_order", "assumed_at", "pk")
+    )
+    tasks = list(
+        Task.objects.filter(incident=incident)
+        .select_related("role", "assignee", "done_by")
+        .order_by("position", "pk")
+    )
+    cadences = (
+        list(incident.playbook.cadences.select_related("audience")) if incident.playbook else []
+    )
+    user_ids = {uid for e in timeline for uid in e.data.get("user_ids", [])}
+    users = {u.pk: person_name(u) for u in get_user_model().objects.filter(pk__in=user_ids)}
+    action_items = (
+        list(postmortem.action_items.select_related("owner", "playbook", "produced_version"))
+        if postmortem
+        else []
+    )
+
+    milestones = _milestones(incident, timeline)
+    escalations = _escalations(timeline, users)
+    messages, corrections = _messages(finals)
+    end = incident.resolved_at or incident.closed_at
+    return Report(
+        incident=incident,
+        postmortem=postmortem,
+        generated_at=now,
+        milestones=milestones,
+        targets=_targets(incident, timeline, finals, cadences, now),
+        escalations=escalations,
+        acknowledgements=_acknowledgements(incident, timeline),
+        messages=messages,
+        message_count=len(finals),
+        correction_count=corrections,
+        assignments=assignments,
+        tasks=tasks,
+        task_counts=_task_counts(tasks, now),
+        timeline=timeline,
+        reopen_count=sum(1 for e in timeline if e.kind == TimelineEntry.Kind.REOPENED),
+        duration=(end - (incident.detected_at or incident.opened_at)) if end else None,
+        chart=chart_build(incident, milestones, escalations, finals, timeline, now),
+        action_items=action_items,
+    )
