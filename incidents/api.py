@@ -9,6 +9,7 @@ write calls the same service as the admin.
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -754,6 +755,23 @@ class ActionItemViewSet(
 
     def get_queryset(self):
         return self.visible_queryset(ActionItem.objects.order_by("due_on", "pk"))
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = postmortem.action_item_create(
+            postmortem=data.pop("postmortem"), actor=self.request.user, **data
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        moved = data.pop("postmortem", serializer.instance.postmortem)
+        if moved != serializer.instance.postmortem:
+            raise serializers.ValidationError(
+                {"postmortem": [_("An action item stays with its post-mortem.")]}
+            )
+        serializer.instance = postmortem.action_item_update(
+            item=serializer.instance, actor=self.request.user, **data
+        )
 
     @extend_schema(
         request=ActionItemStatusSerializer, responses={200: ActionItemSerializer, **ERRORS}
