@@ -322,10 +322,6 @@ class AssignmentSerializer(serializers.ModelSerializer):
         read_only_fields = ("assumed_at", "relieved_at", "assigned_by")
 
 
-class RelieveSerializer(serializers.Serializer):
-    pass
-
-
 class AssignmentViewSet(
     IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
 ):
