@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
 from playbooks import oncall, services
 from playbooks.models import (
+    MAX_RISK_REVIEW_DAYS,
     Channel,
     CrisisRole,
     EscalationLevel,
@@ -79,7 +80,9 @@ class RiskSerializer(ModelCleanMixin, serializers.ModelSerializer):
 
 
 class ReviewedSerializer(serializers.Serializer):
-    next_review_in_days = serializers.IntegerField(min_value=1, max_value=3650, default=90)
+    next_review_in_days = serializers.IntegerField(
+        min_value=1, max_value=MAX_RISK_REVIEW_DAYS, default=90
+    )
 
 
 class RiskViewSet(viewsets.ModelViewSet):

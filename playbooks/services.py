@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from playbooks.models import (
+    MAX_RISK_REVIEW_DAYS,
     EscalationLevel,
     MessageTemplate,
     Playbook,
@@ -168,6 +169,13 @@ def playbook_mark_reviewed(*, playbook: Playbook, on: date | None = None) -> Pla
 
 
 def risk_mark_reviewed(*, risk: Risk, next_review_in_days: int = 90) -> Risk:
+    if not 1 <= next_review_in_days <= MAX_RISK_REVIEW_DAYS:
+        raise ValidationError(
+            {
+                "next_review_in_days": _("The next review is 1 to %(n)s days away.")
+                % {"n": MAX_RISK_REVIEW_DAYS}
+            }
+        )
     risk.next_review_on = timezone.localdate() + timedelta(days=next_review_in_days)
     risk.save(update_fields=["next_review_on", "updated_at"])
     return risk
