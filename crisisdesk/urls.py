@@ -31,6 +31,7 @@ router.register(
     "escalation-levels", playbooks_api.EscalationLevelViewSet, basename="escalationlevel"
 )
 router.register("update-cadences", playbooks_api.CadenceViewSet, basename="updatecadence")
+router.register("users", playbooks_api.UserViewSet, basename="user")
 router.register("incidents", incidents_api.IncidentViewSet, basename="incident")
 router.register("tasks", incidents_api.TaskViewSet, basename="task")
 router.register("assignments", incidents_api.AssignmentViewSet, basename="assignment")

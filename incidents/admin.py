@@ -324,6 +324,14 @@ class MessageDraftForm(forms.ModelForm):
         data = super().clean()
         if not data.get("template") and not (data.get("body") or "").strip():
             self.add_error("body", _("Write the message or choose a template."))
+        try:  # the service's rule, said on the form
+            comms.message_words_validate(
+                subject=data.get("subject") or "", language=data.get("language") or "en"
+            )
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                if field not in self.errors:
+                    self.add_error(field, messages)
         return data
 
 

@@ -145,6 +145,24 @@ def _label(message: Message) -> str:
 
 
 @transaction.atomic
+def message_words_validate(*, subject: str, language: str | None = None) -> None:
+    """What the message table holds: a language the desk speaks, a subject that fits."""
+    errors = {}
+    if language is not None and language not in {code for code, _name in settings.LANGUAGES}:
+        errors["language"] = _("“%(value)s” is not one of: %(known)s.") % {
+            "value": language,
+            "known": ", ".join(code for code, _name in settings.LANGUAGES),
+        }
+    limit = Message._meta.get_field("subject").max_length
+    if len(subject or "") > limit:
+        errors["subject"] = _("At most %(n)s characters (this has %(got)s).") % {
+            "n": limit,
+            "got": len(subject),
+        }
+    if errors:
+        raise ValidationError(errors)
+
+
 def message_draft(
     *,
     incident: Incident,
@@ -173,6 +191,10 @@ def message_draft(
         errors["corrects"] = _(
             "Only a sent or published message of this incident can be corrected."
         )
+    try:
+        message_words_validate(subject=subject, language=language)
+    except ValidationError as exc:
+        errors.update({field: messages[0] for field, messages in exc.message_dict.items()})
     if errors:
         raise ValidationError(errors)
     translations = {}
@@ -183,6 +205,7 @@ def message_draft(
         body = fill(template.body, values)
         filled_template = body
         language = template.language
+        message_words_validate(subject=subject)
         siblings = MessageTemplate.objects.filter(
             playbook_id=template.playbook_id, name=template.name
         )
@@ -242,6 +265,7 @@ def message_edit(
         raise ValidationError(_("Only a draft or a message in review can be edited."))
     if not (body or "").strip():
         raise ValidationError({"body": _("A message needs a body.")})
+    message_words_validate(subject=subject)
     if subject == message.subject and body == message.body and translations is None:
         return message
     MessageRevision.objects.create(

@@ -7,6 +7,8 @@ makes an editable draft.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -38,6 +40,19 @@ from playbooks.models import (
     UpdateCadence,
     rating_for,
 )
+from playbooks.oncall import oncall_holder, rotation_holder, rotation_ical_url, rotation_shifts
+from playbooks.playbook_io import (
+    MAX_DOCUMENT_BYTES,
+    PlaybookImportError,
+    playbooks_export_yaml,
+    playbooks_import_yaml,
+)
+from playbooks.stakeholder_import import (
+    MAX_CSV_BYTES,
+    CsvImportError,
+    stakeholders_export_csv,
+    stakeholders_import_csv,
+)
 
 
 class ChoicesListField(forms.MultipleChoiceField):
@@ -50,7 +65,18 @@ class ChoicesListField(forms.MultipleChoiceField):
 
 
 class UploadForm(forms.Form):
+    """An uploaded text file, refused before it is read if it is larger than the import takes."""
+
     file = forms.FileField(label=_("File"))
+    max_bytes = MAX_DOCUMENT_BYTES
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > self.max_bytes:
+            raise ValidationError(
+                _("The file is larger than %(n)s bytes: split it.") % {"n": self.max_bytes}
+            )
+        return upload
 
     def text(self) -> str:
         raw = self.cleaned_data["file"].read()
@@ -98,8 +124,25 @@ class TemplateInline(FrozenInlineMixin, admin.StackedInline):
         return formset
 
 
+class LevelFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        positions = [
+            form.cleaned_data["position"]
+            for form in self.forms
+            if form.cleaned_data
+            and not form.cleaned_data.get("DELETE")
+            and form.cleaned_data.get("position") is not None
+        ]
+        try:
+            services.escalation_positions_validate(positions)
+        except ValidationError as exc:
+            raise ValidationError(exc.message_dict["position"]) from None
+
+
 class LevelInline(FrozenInlineMixin, admin.TabularInline):
     model = EscalationLevel
+    formset = LevelFormSet
     fields = ("position", "delay_seconds", "target", "role", "rotation", "users")
     filter_horizontal = ("users",)
     ordering = ("position",)
@@ -110,8 +153,27 @@ class CadenceInline(FrozenInlineMixin, admin.TabularInline):
     fields = ("audience", "every_minutes")
 
 
+class PlaybookForm(forms.ModelForm):
+    """The services' rules, checked while the form can still say so."""
+
+    class Meta:
+        model = Playbook
+        fields = "__all__"  # noqa: DJ007 - the ModelAdmin chooses the fields
+
+    def clean(self):
+        data = super().clean()
+        if self.instance.pk is None:
+            if data.get("key"):
+                services.playbook_check_new_key(key=data["key"])
+        else:
+            changes = {f: data[f] for f in services.PLAYBOOK_FIELDS if f in data}
+            services.playbook_check_update(playbook=self.instance, data=changes)
+        return data
+
+
 @admin.register(Playbook)
 class PlaybookAdmin(SimpleHistoryAdmin):
+    form = PlaybookForm
     list_display = (
         "title",
         "key",
@@ -168,9 +230,38 @@ class PlaybookAdmin(SimpleHistoryAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
+        data = {f: form.cleaned_data[f] for f in services.PLAYBOOK_FIELDS if f in form.cleaned_data}
         if change:
-            services.playbook_ensure_editable(Playbook.objects.get(pk=obj.pk))
-        super().save_model(request, obj, form, change)
+            saved = services.playbook_update(playbook=obj, data=data)
+        else:
+            saved = services.playbook_create(data=data)
+        obj.pk = saved.pk
+        obj.refresh_from_db()
+        obj._state.adding = False
+
+    def save_formset(self, request, form, formset, change):
+        """Steps, templates, levels and cadences go through the content services."""
+        instances = formset.save(commit=False)
+        for gone in formset.deleted_objects:
+            # The formset checked the whole new numbering: no renumbering behind its back.
+            services.playbook_content_delete(instance=gone, renumber=False)
+        for instance in sorted(instances, key=lambda i: getattr(i, "position", 0) or 0):
+            services.playbook_content_save(instance=instance)
+        formset.save_m2m()
+
+    def delete_model(self, request, obj):
+        services.playbook_delete(playbook=obj)
+
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and obj.is_frozen:
+            return False  # the same rule as services.playbook_delete
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        # A bulk delete would skip the service's rules; versions are deleted one by one.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
     def get_urls(self):
         return [
@@ -183,8 +274,6 @@ class PlaybookAdmin(SimpleHistoryAdmin):
         ]
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        from playbooks.playbook_io import PlaybookImportError, playbooks_import_yaml
-
         if not self.has_add_permission(request):
             raise PermissionDenied
         errors: list[str] = []
@@ -263,8 +352,6 @@ class PlaybookAdmin(SimpleHistoryAdmin):
 
     @admin.action(description=_("Export as YAML"))
     def export_yaml(self, request, queryset):
-        from playbooks.playbook_io import playbooks_export_yaml
-
         text = playbooks_export_yaml(playbooks=queryset.order_by("key", "version"))
         response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
         stamp = timezone.now().strftime("%Y%m%d-%H%M")
@@ -414,8 +501,6 @@ class CrisisRoleAdmin(SimpleHistoryAdmin):
 
     @admin.display(description=_("on call now"))
     def on_call_now(self, obj: CrisisRole) -> str:
-        from playbooks.oncall import oncall_holder
-
         user = oncall_holder(role=obj)
         return (user.get_full_name() or user.get_username()) if user else "—"
 
@@ -450,8 +535,6 @@ class OnCallRotationAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("on call now"))
     def holder_now(self, obj: OnCallRotation) -> str:
-        from playbooks.oncall import rotation_holder
-
         if obj.pk is None:
             return "—"
         user = rotation_holder(rotation=obj)
@@ -459,8 +542,6 @@ class OnCallRotationAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("calendar feed (subscribe in your calendar app)"))
     def calendar_feed(self, obj: OnCallRotation):
-        from playbooks.oncall import rotation_ical_url
-
         if obj.pk is None:
             return "—"
         url = rotation_ical_url(obj)
@@ -468,10 +549,6 @@ class OnCallRotationAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("next shifts"))
     def upcoming(self, obj: OnCallRotation):
-        from datetime import timedelta
-
-        from playbooks.oncall import rotation_shifts
-
         if obj.pk is None:
             return "—"
         now = timezone.now()
@@ -512,6 +589,7 @@ class ContactInline(admin.TabularInline):
 
 
 class CsvImportForm(UploadForm):
+    max_bytes = MAX_CSV_BYTES
     group = forms.ModelChoiceField(
         queryset=StakeholderGroup.objects.all(),
         required=False,
@@ -549,8 +627,6 @@ class StakeholderGroupAdmin(SimpleHistoryAdmin):
         ]
 
     def import_view(self, request: HttpRequest) -> HttpResponse:
-        from playbooks.stakeholder_import import CsvImportError, stakeholders_import_csv
-
         errors = []
         form = CsvImportForm(request.POST or None, request.FILES or None)
         if request.method == "POST" and form.is_valid():
@@ -561,11 +637,7 @@ class StakeholderGroupAdmin(SimpleHistoryAdmin):
             except ValidationError as exc:
                 form.add_error("file", exc)
             except CsvImportError as exc:
-                errors = [
-                    _("row %(row)s, %(field)s: %(message)s")
-                    % {"row": e.row, "field": e.field or "—", "message": e.message}
-                    for e in exc.errors
-                ]
+                errors = [str(e) for e in exc.errors]
             else:
                 messages.success(
                     request,
@@ -596,8 +668,6 @@ class StakeholderGroupAdmin(SimpleHistoryAdmin):
 
     @admin.action(description=_("Export contacts as CSV"))
     def export_csv(self, request, queryset):
-        from playbooks.stakeholder_import import stakeholders_export_csv
-
         response = HttpResponse(
             stakeholders_export_csv(groups=queryset), content_type="text/csv; charset=utf-8"
         )
@@ -613,8 +683,20 @@ class StakeholderAdmin(SimpleHistoryAdmin):
     list_select_related = ("group",)
 
 
+class TemplateForm(forms.ModelForm):
+    class Meta:
+        model = MessageTemplate
+        fields = "__all__"  # noqa: DJ007 - the ModelAdmin chooses the fields
+
+    def clean_playbook(self):
+        playbook = self.cleaned_data["playbook"]
+        services.playbook_ensure_editable(playbook)
+        return playbook
+
+
 @admin.register(MessageTemplate)
 class MessageTemplateAdmin(SimpleHistoryAdmin):
+    form = TemplateForm
     list_display = ("name", "playbook", "audience", "channel", "language")
     list_filter = ("channel", "language", "audience")
     search_fields = ("name", "subject", "body", "playbook__title")
@@ -624,6 +706,12 @@ class MessageTemplateAdmin(SimpleHistoryAdmin):
         if obj is not None and obj.playbook.is_frozen:
             return False
         return super().has_change_permission(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        services.playbook_content_save(instance=obj)
+
+    def delete_model(self, request, obj):
+        services.playbook_content_delete(instance=obj)
 
     def has_delete_permission(self, request, obj=None):
         if obj is not None and obj.playbook.is_frozen:

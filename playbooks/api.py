@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from django.utils import timezone
+from dataclasses import asdict
+
+import django_filters
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import serializers, viewsets
+from rest_framework import permissions, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
+from rest_framework.fields import ProhibitNullCharactersValidator
 from rest_framework.response import Response
 
 from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
 from playbooks import oncall, services
 from playbooks.models import (
+    MAX_RISK_REVIEW_DAYS,
     Channel,
     CrisisRole,
     EscalationLevel,
@@ -28,6 +35,16 @@ from playbooks.models import (
     UpdateCadence,
 )
 from playbooks.models import Risk as RiskModel
+from playbooks.playbook_io import (
+    PlaybookImportError,
+    playbooks_export_yaml,
+    playbooks_import_yaml,
+)
+from playbooks.stakeholder_import import (
+    CsvImportError,
+    stakeholders_export_csv,
+    stakeholders_import_csv,
+)
 
 
 class ModelCleanMixin:
@@ -44,8 +61,6 @@ class ModelCleanMixin:
             instance = model.objects.get(pk=self.instance.pk)
             for key, value in plain.items():
                 setattr(instance, key, value)
-        from django.core.exceptions import ValidationError
-
         try:
             instance.clean()
         except ValidationError as exc:
@@ -63,7 +78,8 @@ class RiskSerializer(ModelCleanMixin, serializers.ModelSerializer):
     channels = serializers.ListField(
         child=serializers.ChoiceField(choices=SurfaceChannel.choices), required=False
     )
-    review_overdue = serializers.SerializerMethodField()
+    # The model's definition: a closed risk is never overdue.
+    review_overdue = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = RiskModel
@@ -74,12 +90,11 @@ class RiskSerializer(ModelCleanMixin, serializers.ModelSerializer):
         )  # fmt: skip
         read_only_fields = ("created_at", "updated_at")
 
-    def get_review_overdue(self, obj) -> bool:
-        return bool(obj.next_review_on and obj.next_review_on < timezone.localdate())
-
 
 class ReviewedSerializer(serializers.Serializer):
-    next_review_in_days = serializers.IntegerField(min_value=1, max_value=3650, default=90)
+    next_review_in_days = serializers.IntegerField(
+        min_value=1, max_value=MAX_RISK_REVIEW_DAYS, default=90
+    )
 
 
 class RiskViewSet(viewsets.ModelViewSet):
@@ -251,8 +266,25 @@ class StakeholderSerializer(serializers.ModelSerializer):
         read_only_fields = ("created_at",)
 
 
+class RawTextField(serializers.CharField):
+    """A document for an import, passed on as sent: the import reports a NUL or a
+    control character with its line or row, and trimming would shift the lines."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(trim_whitespace=False, **kwargs)
+        self.validators = [
+            v for v in self.validators if not isinstance(v, ProhibitNullCharactersValidator)
+        ]
+
+
 class CsvImportSerializer(serializers.Serializer):
-    csv = serializers.CharField(help_text="The CSV text (name, organisation, email, ...).")
+    csv = RawTextField(
+        help_text=(
+            "The CSV text (name, organisation, email, ...), at most 2,000,000 bytes, each "
+            "cell at most 10,000 characters. A UTF-8 BOM is accepted; one leading ' before "
+            "= + - @ (as the export writes) is taken off."
+        )
+    )
     group = serializers.PrimaryKeyRelatedField(
         queryset=StakeholderGroup.objects.all(),
         required=False,
@@ -289,10 +321,6 @@ class StakeholderViewSet(viewsets.ModelViewSet):
     @action(detail=False, methods=["post"], url_path="import")
     def import_csv(self, request):
         """Import contacts: every row checked first; one bad row and nothing is written."""
-        from dataclasses import asdict
-
-        from playbooks.stakeholder_import import CsvImportError, stakeholders_import_csv
-
         require(request, "playbooks.add_stakeholder", "playbooks.change_stakeholder")
         form = CsvImportSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -315,10 +343,6 @@ class StakeholderViewSet(viewsets.ModelViewSet):
     )
     @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
     def export_csv(self, request):
-        from django.http import HttpResponse
-
-        from playbooks.stakeholder_import import stakeholders_export_csv
-
         groups = StakeholderGroup.objects.all()
         group = request.query_params.get("group")
         if group:
@@ -333,27 +357,27 @@ class StakeholderViewSet(viewsets.ModelViewSet):
 
 
 class DraftContentMixin:
-    """Steps, templates, levels and cadences change only on a draft version."""
+    """Steps, templates, levels and cadences change only on a draft version: the
+    services decide (playbook_content_save / playbook_content_delete), as in the admin."""
 
-    def _editable(self, playbook) -> None:
-        services.playbook_ensure_editable(playbook)
+    def _save(self, serializer, instance):
+        data = dict(serializer.validated_data)
+        users = data.pop("users", None)
+        for name, value in data.items():
+            setattr(instance, name, value)
+        serializer.instance = services.playbook_content_save(instance=instance, users=users)
 
     def perform_create(self, serializer):
-        self._editable(serializer.validated_data["playbook"])
-        serializer.save()
+        self._save(serializer, serializer.Meta.model())
 
     def perform_update(self, serializer):
-        self._editable(serializer.instance.playbook)
-        if "playbook" in serializer.validated_data:
-            self._editable(serializer.validated_data["playbook"])
-        serializer.save()
+        self._save(serializer, serializer.Meta.model.objects.get(pk=serializer.instance.pk))
 
     def perform_destroy(self, instance):
-        self._editable(instance.playbook)
-        instance.delete()
+        services.playbook_content_delete(instance=instance)
 
 
-class StepFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class StepFullSerializer(serializers.ModelSerializer):
     class Meta:
         model = PlaybookStep
         fields = (
@@ -362,13 +386,13 @@ class StepFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
         )  # fmt: skip
 
 
-class TemplateFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class TemplateFullSerializer(serializers.ModelSerializer):
     class Meta:
         model = MessageTemplate
         fields = ("id", "playbook", "name", "audience", "channel", "language", "subject", "body")
 
 
-class LevelFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class LevelFullSerializer(serializers.ModelSerializer):
     class Meta:
         model = EscalationLevel
         fields = (
@@ -381,9 +405,11 @@ class LevelFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
             "rotation",
             "users",
         )
+        # Numbering (1..n, no repeat) is the service's rule, answered on "position".
+        validators = []
 
 
-class CadenceFullSerializer(ModelCleanMixin, serializers.ModelSerializer):
+class CadenceFullSerializer(serializers.ModelSerializer):
     class Meta:
         model = UpdateCadence
         fields = ("id", "playbook", "audience", "every_minutes")
@@ -468,7 +494,12 @@ class PlaybookSerializer(serializers.ModelSerializer):
 
 
 class YamlImportSerializer(serializers.Serializer):
-    yaml = serializers.CharField(help_text="A crisisdesk-playbooks/1 document.")
+    yaml = RawTextField(
+        help_text=(
+            "A crisisdesk-playbooks/1 document: at most 1,000,000 bytes, lists and mappings "
+            "nested at most 20 deep, no anchors or aliases."
+        )
+    )
 
 
 class YamlImportResultSerializer(serializers.Serializer):
@@ -487,29 +518,16 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
     `publish` publishes it; `import` and `export` speak YAML.
     """
 
-    def _editable(self, playbook) -> None:
-        services.playbook_ensure_editable(playbook)
-
     def perform_create(self, serializer):
-        key = serializer.validated_data["key"]
-        if Playbook.objects.filter(key=key).exists():
-            raise serializers.ValidationError(
-                {"key": ["This playbook exists: make a new version of it instead."]}
-            )
-        serializer.save(version=1, status=Playbook.Status.DRAFT)
+        serializer.instance = services.playbook_create(data=serializer.validated_data)
 
     def perform_update(self, serializer):
-        self._editable(serializer.instance)
-        key = serializer.validated_data.get("key", serializer.instance.key)
-        if key != serializer.instance.key:
-            raise serializers.ValidationError({"key": ["A playbook's key never changes."]})
-        serializer.save()
+        serializer.instance = services.playbook_update(
+            playbook=serializer.instance, data=serializer.validated_data
+        )
 
     def perform_destroy(self, instance):
-        self._editable(instance)
-        if instance.incidents.exists():
-            raise serializers.ValidationError("Incidents ran this version; it stays.")
-        instance.delete()
+        services.playbook_delete(playbook=instance)
 
     queryset = (
         Playbook.objects.select_related("owner")
@@ -533,8 +551,6 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
     @action(detail=False, methods=["post"], url_path="import")
     def import_yaml(self, request):
         """Import playbooks as YAML (format crisisdesk-playbooks/1); a bad file is refused whole."""
-        from playbooks.playbook_io import PlaybookImportError, playbooks_import_yaml
-
         require(request, "playbooks.add_playbook")
         form = YamlImportSerializer(data=request.data)
         form.is_valid(raise_exception=True)
@@ -560,10 +576,6 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
     @action(detail=False, methods=["get"], url_path="export", pagination_class=None)
     def export_yaml(self, request):
         """The published version of every playbook (or of one, ?key=), as YAML."""
-        from django.http import HttpResponse
-
-        from playbooks.playbook_io import playbooks_export_yaml
-
         qs = Playbook.objects.filter(status=Playbook.Status.PUBLISHED).order_by("key", "version")
         key = request.query_params.get("key")
         if key:
@@ -616,10 +628,13 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
         )
 
     @extend_schema(
+        description=services.PUBLISH_RULES,
         request=None,
         responses={
             200: PlaybookSerializer,
-            400: OpenApiResponse(description="Not publishable"),
+            400: OpenApiResponse(
+                description="Not publishable: messages keyed steps, escalation_levels, templates"
+            ),
             403: OpenApiResponse(description="No permission"),
         },
     )
@@ -633,3 +648,59 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
             PlaybookSerializer,
             context=self.get_serializer_context(),
         )
+
+
+User = get_user_model()
+
+
+class UserSerializer(serializers.ModelSerializer):
+    full_name = serializers.CharField(source="get_full_name", read_only=True)
+    crisis_roles = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+    groups = serializers.SlugRelatedField(many=True, read_only=True, slug_field="name")
+
+    class Meta:
+        model = User
+        fields = ("id", "username", "full_name", "email", "crisis_roles", "groups")
+
+
+class CanListUsers(permissions.BasePermission):
+    """People who may see accounts (auth.view_user) or who build escalation levels,
+    which name users by id (playbooks.change_escalationlevel: crisis managers)."""
+
+    message = "You need auth.view_user or playbooks.change_escalationlevel to list users."
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        return bool(
+            user
+            and user.is_authenticated
+            and (
+                user.has_perm("auth.view_user") or user.has_perm("playbooks.change_escalationlevel")
+            )
+        )
+
+
+class UserFilter(django_filters.FilterSet):
+    crisis_roles = django_filters.CharFilter(field_name="crisis_roles__slug", label="role slug")
+    groups = django_filters.CharFilter(field_name="groups__name", label="group name")
+
+    class Meta:
+        model = User
+        fields = ("crisis_roles", "groups")
+
+
+class UserViewSet(viewsets.ReadOnlyModelViewSet):
+    """Active users, with the crisis roles they hold and their groups: the ids that
+    escalation levels and rotations take."""
+
+    queryset = (
+        User.objects.filter(is_active=True)
+        .prefetch_related("crisis_roles", "groups")
+        .order_by("username", "pk")
+    )
+    serializer_class = UserSerializer
+    permission_classes = [CanListUsers]
+    filter_backends = FILTERS
+    filterset_class = UserFilter
+    search_fields = ("username", "first_name", "last_name", "email")
+    ordering_fields = ("username", "last_name", "email")

@@ -8,6 +8,7 @@ never stored twice.
 
 from __future__ import annotations
 
+import re
 import secrets
 import string
 import zoneinfo
@@ -24,6 +25,46 @@ from django.utils.translation import gettext_lazy as _
 from simple_history.models import HistoricalRecords
 
 ONE_TO_FIVE = [MinValueValidator(1), MaxValueValidator(5)]
+
+# Bounds a crisis team would accept. Each one is a field validator (forms, the
+# API and the imports report it on the field) and a named CheckConstraint.
+MAX_STEP_DUE_MINUTES = 30 * 24 * 60  # a step due within 30 days of opening
+MAX_REVIEW_CYCLE_DAYS = 1096  # review at least every 3 years
+MAX_FIRST_STATEMENT_MINUTES = 7 * 24 * 60  # first public statement within a week
+MAX_ESCALATION_REPEATS = 20
+MAX_ESCALATION_DELAY_SECONDS = 24 * 60 * 60  # a level pages within a day of the previous
+MAX_ESCALATION_LEVELS = 50
+MAX_CADENCE_MINUTES = 7 * 24 * 60  # every audience hears from us at least weekly
+MAX_HANDOFF_HOURS = 90 * 24  # a shift lasts at most 90 days
+MAX_RISK_REVIEW_DAYS = 1096  # a risk's next review within 3 years
+
+# C0 control characters but tab, line feed and carriage return; NUL among them,
+# which PostgreSQL refuses in text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def validate_no_control_characters(value: str) -> None:
+    """Shared by every text field: NUL and other control characters are never text."""
+    match = _CONTROL.search(value or "")
+    if match:
+        raise ValidationError(
+            _("Contains the control character U+%(code)04X at position %(pos)s: remove it."),
+            code="control_character",
+            params={"code": ord(match.group()), "pos": match.start() + 1},
+        )
+
+
+TEXT = [validate_no_control_characters]
+
+
+def bounded(low: int, high: int) -> list:
+    return [MinValueValidator(low), MaxValueValidator(high)]
+
+
+def range_constraint(field: str, low: int, high: int, name: str) -> models.CheckConstraint:
+    return models.CheckConstraint(
+        condition=Q(**{f"{field}__gte": low, f"{field}__lte": high}), name=name
+    )
 
 
 class Scenario(models.TextChoices):
@@ -90,8 +131,8 @@ def validate_choices_list(values, choices, field: str) -> None:
 
 class CrisisRole(models.Model):
     slug = models.SlugField(_("key"), max_length=50, unique=True)
-    name = models.CharField(_("name"), max_length=100)
-    responsibilities = models.TextField(_("responsibilities"), blank=True)
+    name = models.CharField(_("name"), max_length=100, validators=TEXT)
+    responsibilities = models.TextField(_("responsibilities"), blank=True, validators=TEXT)
     sort_order = models.PositiveSmallIntegerField(_("order"), default=0)
     can_approve_messages = models.BooleanField(
         _("approves outbound messages"),
@@ -132,10 +173,10 @@ class Playbook(models.Model):
 
     key = models.SlugField(_("key"), max_length=80, help_text=_("Shared by all versions."))
     version = models.PositiveIntegerField(_("version"), default=1)
-    title = models.CharField(_("title"), max_length=200)
+    title = models.CharField(_("title"), max_length=200, validators=TEXT)
     scenario = models.CharField(_("scenario"), max_length=32, choices=Scenario.choices)
-    summary = models.TextField(_("summary"), blank=True)
-    severity_guidance = models.TextField(_("severity guidance"), blank=True)
+    summary = models.TextField(_("summary"), blank=True, validators=TEXT)
+    severity_guidance = models.TextField(_("severity guidance"), blank=True, validators=TEXT)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
     )
@@ -148,19 +189,26 @@ class Playbook(models.Model):
         related_name="owned_playbooks",
     )
     review_cycle_days = models.PositiveIntegerField(
-        _("review cycle (days)"), default=180, validators=[MinValueValidator(1)]
+        _("review cycle (days)"),
+        default=180,
+        validators=bounded(1, MAX_REVIEW_CYCLE_DAYS),
+        help_text=_("Days between reviews: 1 to 1096 (three years)."),
     )
     last_reviewed_on = models.DateField(_("last reviewed"), null=True, blank=True)
     first_statement_minutes = models.PositiveIntegerField(
         _("first public statement due (minutes)"),
         default=60,
-        validators=[MinValueValidator(1)],
-        help_text=_("Minutes after opening by which the first public statement must be out."),
+        validators=bounded(1, MAX_FIRST_STATEMENT_MINUTES),
+        help_text=_(
+            "Minutes after opening by which the first public statement must be out: "
+            "1 to 10080 (a week)."
+        ),
     )
     escalation_repeat_count = models.PositiveSmallIntegerField(
         _("escalation repeats"),
         default=0,
-        help_text=_("How many times the escalation levels run again after the last one."),
+        validators=bounded(0, MAX_ESCALATION_REPEATS),
+        help_text=_("How many times the escalation levels run again after the last one: 0 to 20."),
     )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
@@ -183,6 +231,21 @@ class Playbook(models.Model):
             models.CheckConstraint(
                 condition=Q(published_at__isnull=False) | Q(status="draft"),
                 name="playbook_published_has_time",
+            ),
+            range_constraint(
+                "review_cycle_days", 1, MAX_REVIEW_CYCLE_DAYS, "playbook_review_cycle_days_range"
+            ),
+            range_constraint(
+                "first_statement_minutes",
+                1,
+                MAX_FIRST_STATEMENT_MINUTES,
+                "playbook_first_statement_minutes_range",
+            ),
+            range_constraint(
+                "escalation_repeat_count",
+                0,
+                MAX_ESCALATION_REPEATS,
+                "playbook_escalation_repeat_count_range",
             ),
         ]
 
@@ -229,8 +292,8 @@ class PlaybookStep(models.Model):
     )
     position = models.PositiveIntegerField(_("position"))
     phase = models.CharField(_("phase"), max_length=16, choices=Phase.choices)
-    title = models.CharField(_("title"), max_length=200)
-    instructions = models.TextField(_("instructions"), blank=True)
+    title = models.CharField(_("title"), max_length=200, validators=TEXT)
+    instructions = models.TextField(_("instructions"), blank=True, validators=TEXT)
     role = models.ForeignKey(
         CrisisRole,
         verbose_name=_("responsible role"),
@@ -239,7 +302,12 @@ class PlaybookStep(models.Model):
         blank=True,
         related_name="playbook_steps",
     )
-    due_offset_minutes = models.PositiveIntegerField(_("due (minutes after opening)"), default=0)
+    due_offset_minutes = models.PositiveIntegerField(
+        _("due (minutes after opening)"),
+        default=0,
+        validators=bounded(0, MAX_STEP_DUE_MINUTES),
+        help_text=_("0 to 43200 (30 days)."),
+    )
 
     class Meta:
         ordering = ("playbook", "position")
@@ -248,6 +316,12 @@ class PlaybookStep(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=("playbook", "position"), name="playbookstep_position_unique"
+            ),
+            range_constraint(
+                "due_offset_minutes",
+                0,
+                MAX_STEP_DUE_MINUTES,
+                "playbookstep_due_offset_minutes_range",
             ),
         ]
 
@@ -266,7 +340,7 @@ class StakeholderGroup(models.Model):
         OTHER = "other", _("Other")
 
     slug = models.SlugField(_("key"), max_length=50, unique=True)
-    name = models.CharField(_("name"), max_length=120)
+    name = models.CharField(_("name"), max_length=120, validators=TEXT)
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     priority = models.PositiveSmallIntegerField(
         _("priority"), default=3, validators=ONE_TO_FIVE, help_text=_("1 = told first.")
@@ -275,7 +349,7 @@ class StakeholderGroup(models.Model):
     default_language = models.CharField(
         _("default language"), max_length=8, choices=language_choices, default="en"
     )
-    description = models.TextField(_("description"), blank=True)
+    description = models.TextField(_("description"), blank=True, validators=TEXT)
 
     history = HistoricalRecords()
 
@@ -304,10 +378,10 @@ class Stakeholder(models.Model):
         on_delete=models.CASCADE,
         related_name="contacts",
     )
-    name = models.CharField(_("name"), max_length=200)
-    organisation = models.CharField(_("organisation"), max_length=200, blank=True)
+    name = models.CharField(_("name"), max_length=200, validators=TEXT)
+    organisation = models.CharField(_("organisation"), max_length=200, blank=True, validators=TEXT)
     email = models.EmailField(_("e-mail"), blank=True)
-    phone = models.CharField(_("phone"), max_length=40, blank=True)
+    phone = models.CharField(_("phone"), max_length=40, blank=True, validators=TEXT)
     language = models.CharField(
         _("language"),
         max_length=8,
@@ -315,7 +389,7 @@ class Stakeholder(models.Model):
         blank=True,
         help_text=_("Empty: the group's default language."),
     )
-    notes = models.TextField(_("notes"), blank=True)
+    notes = models.TextField(_("notes"), blank=True, validators=TEXT)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     history = HistoricalRecords()
@@ -369,7 +443,7 @@ class MessageTemplate(models.Model):
     playbook = models.ForeignKey(
         Playbook, verbose_name=_("playbook"), on_delete=models.CASCADE, related_name="templates"
     )
-    name = models.CharField(_("name"), max_length=200)
+    name = models.CharField(_("name"), max_length=200, validators=TEXT)
     audience = models.ForeignKey(
         StakeholderGroup,
         verbose_name=_("audience"),
@@ -378,8 +452,8 @@ class MessageTemplate(models.Model):
     )
     channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
     language = models.CharField(_("language"), max_length=8, choices=language_choices, default="en")
-    subject = models.CharField(_("subject"), max_length=300, blank=True)
-    body = models.TextField(_("body"))
+    subject = models.CharField(_("subject"), max_length=300, blank=True, validators=TEXT)
+    body = models.TextField(_("body"), validators=TEXT)
 
     history = HistoricalRecords()
 
@@ -441,7 +515,7 @@ class OnCallRotation(models.Model):
     changes. Overrides replace the scheduled holder for a time range.
     """
 
-    name = models.CharField(_("name"), max_length=120)
+    name = models.CharField(_("name"), max_length=120, validators=TEXT)
     role = models.ForeignKey(
         CrisisRole, verbose_name=_("role"), on_delete=models.CASCADE, related_name="rotations"
     )
@@ -452,7 +526,10 @@ class OnCallRotation(models.Model):
     )
     starts_at = models.DateTimeField(_("first hand-off"))
     handoff_hours = models.PositiveIntegerField(
-        _("hand-off every (hours)"), default=168, validators=[MinValueValidator(1)]
+        _("hand-off every (hours)"),
+        default=168,
+        validators=bounded(1, MAX_HANDOFF_HOURS),
+        help_text=_("1 to 2160 (90 days)."),
     )
     timezone = models.CharField(
         _("time zone"), max_length=64, default="UTC", validators=[validate_timezone]
@@ -474,6 +551,7 @@ class OnCallRotation(models.Model):
             models.CheckConstraint(
                 condition=Q(handoff_hours__gte=1), name="rotation_handoff_positive"
             ),
+            range_constraint("handoff_hours", 1, MAX_HANDOFF_HOURS, "rotation_handoff_hours_range"),
         ]
 
     def __str__(self) -> str:
@@ -522,7 +600,7 @@ class RotationOverride(models.Model):
     )
     starts_at = models.DateTimeField(_("from"))
     ends_at = models.DateTimeField(_("until"))
-    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    reason = models.CharField(_("reason"), max_length=200, blank=True, validators=TEXT)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     class Meta:
@@ -568,10 +646,17 @@ class EscalationLevel(models.Model):
         on_delete=models.CASCADE,
         related_name="escalation_levels",
     )
-    position = models.PositiveIntegerField(_("level"))
+    position = models.PositiveIntegerField(
+        _("level"),
+        validators=bounded(1, MAX_ESCALATION_LEVELS),
+        help_text=_("Levels are numbered 1, 2, 3… with no gaps, at most 50."),
+    )
     delay_seconds = models.PositiveIntegerField(
         _("delay (seconds)"),
-        help_text=_("After the incident opens (level 1) or after the previous level."),
+        validators=bounded(0, MAX_ESCALATION_DELAY_SECONDS),
+        help_text=_(
+            "After the incident opens (level 1) or after the previous level: 0 to 86400 (a day)."
+        ),
     )
     target = models.CharField(_("page"), max_length=16, choices=Target.choices)
     role = models.ForeignKey(
@@ -613,6 +698,15 @@ class EscalationLevel(models.Model):
                 ),
                 name="escalationlevel_target_matches",
             ),
+            range_constraint(
+                "position", 1, MAX_ESCALATION_LEVELS, "escalationlevel_position_range"
+            ),
+            range_constraint(
+                "delay_seconds",
+                0,
+                MAX_ESCALATION_DELAY_SECONDS,
+                "escalationlevel_delay_seconds_range",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -642,7 +736,9 @@ class UpdateCadence(models.Model):
         related_name="cadences",
     )
     every_minutes = models.PositiveIntegerField(
-        _("update every (minutes)"), validators=[MinValueValidator(1)]
+        _("update every (minutes)"),
+        validators=bounded(1, MAX_CADENCE_MINUTES),
+        help_text=_("1 to 10080 (a week)."),
     )
 
     class Meta:
@@ -654,6 +750,9 @@ class UpdateCadence(models.Model):
                 fields=("playbook", "audience"), name="cadence_audience_unique"
             ),
             models.CheckConstraint(condition=Q(every_minutes__gte=1), name="cadence_positive"),
+            range_constraint(
+                "every_minutes", 1, MAX_CADENCE_MINUTES, "cadence_every_minutes_range"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -672,9 +771,9 @@ class Risk(models.Model):
 
     Category = Scenario
 
-    title = models.CharField(_("title"), max_length=200)
+    title = models.CharField(_("title"), max_length=200, validators=TEXT)
     category = models.CharField(_("category"), max_length=32, choices=Scenario.choices)
-    description = models.TextField(_("description"), blank=True)
+    description = models.TextField(_("description"), blank=True, validators=TEXT)
     likelihood = models.PositiveSmallIntegerField(_("likelihood"), validators=ONE_TO_FIVE)
     impact = models.PositiveSmallIntegerField(_("impact"), validators=ONE_TO_FIVE)
     velocity = models.PositiveSmallIntegerField(
@@ -689,7 +788,7 @@ class Risk(models.Model):
         blank=True,
         related_name="owned_risks",
     )
-    mitigations = models.TextField(_("mitigations"), blank=True)
+    mitigations = models.TextField(_("mitigations"), blank=True, validators=TEXT)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.IDENTIFIED
     )

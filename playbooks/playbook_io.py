@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import yaml
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
+from django.db import models, transaction
 
 from playbooks.models import (
     Channel,
@@ -44,6 +44,7 @@ from playbooks.models import (
     StakeholderGroup,
     UpdateCadence,
 )
+from playbooks.services import escalation_positions_validate, playbook_publish, playbook_retire
 
 FORMAT = "crisisdesk-playbooks/1"
 User = get_user_model()
@@ -188,6 +189,11 @@ def playbooks_export_yaml(*, playbooks: Iterable[Playbook]) -> str:
 
 # -------------------------------------------------------------------- import
 
+# Limits on an uploaded document, checked before any Python object is built:
+# a file of a few hundred bytes must not cost seconds of CPU or a deep recursion.
+MAX_DOCUMENT_BYTES = 1_000_000
+MAX_NESTING_DEPTH = 20
+
 
 class _Loc(dict):
     """A mapping from the file, remembering the line of itself and of each key."""
@@ -201,28 +207,75 @@ class _LocList(list):
     lines: list
 
 
-_constructor = yaml.SafeLoader("")
+class _GuardedLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader that refuses anchors and aliases, and nesting deeper than
+    MAX_NESTING_DEPTH, while composing the node tree (events in, nodes out).
+
+    Aliases are what make a 439-byte "billion laughs" document cost tens of seconds;
+    the depth is counted before the composer recurses, so deep input cannot
+    exhaust the stack either.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "anchors and aliases (&name, *name) are not accepted: write the value out",
+                event.start_mark,
+            )
+        nested = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
+        if nested and self._depth >= MAX_NESTING_DEPTH:
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                f"lists and mappings are nested deeper than {MAX_NESTING_DEPTH} levels",
+                event.start_mark,
+            )
+        self._depth += nested
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= nested
 
 
-def _located(node):
+def _scalar(constructor: yaml.SafeLoader, node, errors: list[str]):
+    try:
+        return constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        problem = getattr(exc, "problem", None) or str(exc)
+        errors.append(f"line {node.start_mark.line + 1}: cannot read “{node.value}”: {problem}")
+        return None
+
+
+def _located(node, constructor: yaml.SafeLoader, errors: list[str]):
+    """The node tree as dicts and lists that know their lines; every problem collected."""
     if isinstance(node, yaml.MappingNode):
         out = _Loc()
         out.line, out.lines = node.start_mark.line + 1, {}
         for key_node, value_node in node.value:
-            key = _constructor.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key_node, yaml.ScalarNode):
+                errors.append(f"line {line}: a key must be text, not a list or a mapping")
+                continue
+            key = _scalar(constructor, key_node, errors)
             if key in out:
-                raise PlaybookImportError(
-                    [f"line {key_node.start_mark.line + 1}: key “{key}” appears twice"]
-                )
-            out[key] = _located(value_node)
+                errors.append(f"line {line}: key “{key}” appears twice")
+                continue
+            out[key] = _located(value_node, constructor, errors)
             out.lines[key] = value_node.start_mark.line + 1
         return out
     if isinstance(node, yaml.SequenceNode):
-        items = _LocList(_located(n) for n in node.value)
+        items = _LocList(_located(n, constructor, errors) for n in node.value)
         items.line = node.start_mark.line + 1
         items.lines = [n.start_mark.line + 1 for n in node.value]
         return items
-    return _constructor.construct_object(node, deep=True)
+    return _scalar(constructor, node, errors)
 
 
 class _Checker:
@@ -233,33 +286,22 @@ class _Checker:
         self.errors.append(f"line {line}: {path}: {message}")
 
     def mapping(self, value, line: int, path: str, required: tuple, optional: tuple) -> bool:
+        """Report missing and unknown keys; False only if it is no mapping at all, so the
+        rest of the entry is still checked and every error of the document reported."""
         if not isinstance(value, dict):
             self.err(line, path, "expected a mapping (key: value lines)")
             return False
-        ok = True
         for key in required:
             if key not in value:
                 self.err(getattr(value, "line", line), path, f"“{key}” is missing")
-                ok = False
         for key in value:
             if key not in required and key not in optional:
                 self.err(value.lines.get(key, line), f"{path}.{key}", "unknown field")
-                ok = False
-        return ok
+        return True
 
-    def get(
-        self,
-        m,
-        key: str,
-        path: str,
-        kind,
-        *,
-        default=None,
-        choices=None,
-        nullable=False,
-        minimum=None,
-        max_length=None,
-    ):
+    def get(self, m, key: str, path: str, kind, *, default=None, choices=None, nullable=False):
+        """A value of the right type (or the default, with an error); ranges, lengths and
+        text rules are the model's, checked by ``model``."""
         if key not in m:
             return default
         value, line = m[key], m.lines.get(key, m.line)
@@ -285,11 +327,34 @@ class _Checker:
         if choices is not None and value not in choices:
             self.err(line, where, f"“{value}” is not one of: {', '.join(map(str, choices))}")
             return default
-        if minimum is not None and value < minimum:
-            self.err(line, where, f"must be at least {minimum}")
-        if max_length is not None and len(value) > max_length:
-            self.err(line, where, f"is longer than {max_length} characters")
         return value
+
+    def model(self, instance: models.Model, m, path: str, *, run_clean: bool = True) -> None:
+        """The model's own validation (validators, lengths, slugs, text), at the key's line.
+
+        Fields still empty here were reported missing or mistyped already, and foreign
+        keys are resolved by name in this module, so both are left out.
+        """
+        skip = {
+            f.name
+            for f in instance._meta.concrete_fields
+            if f.is_relation or (getattr(instance, f.attname) is None and not f.null)
+        }
+        errors: dict[str, list[str]] = {}
+        try:
+            instance.clean_fields(exclude=skip)
+        except ValidationError as exc:
+            errors = exc.message_dict
+        if run_clean:
+            try:
+                instance.clean()
+            except ValidationError as exc:
+                for field, messages in exc.message_dict.items():
+                    errors.setdefault(field, []).extend(messages)
+        for field, messages in errors.items():
+            where = path if field == NON_FIELD_ERRORS else f"{path}.{field}"
+            for message in messages:
+                self.err(m.lines.get(field, m.line), where, message)
 
 
 _PLAYBOOK_FIELDS = (
@@ -313,17 +378,37 @@ _PLAYBOOK_FIELDS = (
 
 
 def _parse(text: str) -> dict:
+    size = len(text.encode("utf-8"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise PlaybookImportError(
+            [f"file: the document is larger than {MAX_DOCUMENT_BYTES} bytes ({size}): split it"]
+        )
+    loader = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _GuardedLoader(text)
+        root = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
+        kind = "control character" if code < 0x20 or 0x7F <= code <= 0x9F else "character"
+        raise PlaybookImportError(
+            [f"line {line}: not valid YAML: the {kind} U+{code:04X} is not allowed"]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else 0
+        line = mark.line + 1 if mark else 1
         raise PlaybookImportError([f"line {line}: not valid YAML: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
-        raise PlaybookImportError([f"line 0: not valid YAML: {exc}"]) from None
+        raise PlaybookImportError([f"line 1: not valid YAML: {exc}"]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if root is None:
         raise PlaybookImportError(["line 1: the file is empty"])
-    data = _located(root)
+    errors: list[str] = []
+    data = _located(root, yaml.SafeLoader(""), errors)
+    if errors:
+        raise PlaybookImportError(errors)
     if not isinstance(data, dict):
         raise PlaybookImportError(["line 1: expected a mapping with format, roles, playbooks"])
     return data
@@ -350,12 +435,13 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
         ):
             continue
         role = {
-            "slug": c.get(r, "slug", path, str, max_length=50),
-            "name": c.get(r, "name", path, str, max_length=100),
+            "slug": c.get(r, "slug", path, str),
+            "name": c.get(r, "name", path, str),
             "responsibilities": c.get(r, "responsibilities", path, str, default="") or "",
             "can_approve_messages": c.get(r, "can_approve_messages", path, bool, default=False),
-            "sort_order": c.get(r, "sort_order", path, int, default=0, minimum=0),
+            "sort_order": c.get(r, "sort_order", path, int, default=0),
         }
+        c.model(CrisisRole(**role), r, path)
         if role["slug"] in roles_in_file:
             c.err(line, path, f"role “{role['slug']}” is defined twice")
         roles_in_file[role["slug"]] = role
@@ -368,25 +454,17 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
         if not c.mapping(g, line, path, ("slug", "name", "kind"), optional):
             continue
         group = {
-            "slug": c.get(g, "slug", path, str, max_length=50),
-            "name": c.get(g, "name", path, str, max_length=120),
+            "slug": c.get(g, "slug", path, str),
+            "name": c.get(g, "name", path, str),
             "kind": c.get(g, "kind", path, str, choices=StakeholderGroup.Kind.values),
-            "priority": c.get(g, "priority", path, int, default=3, minimum=1),
+            "priority": c.get(g, "priority", path, int, default=3),
             "preferred_channels": c.get(g, "preferred_channels", path, list, default=[]) or [],
             "default_language": c.get(
                 g, "default_language", path, str, default="en", choices=languages
             ),
             "description": c.get(g, "description", path, str, default="") or "",
         }
-        for ch in group["preferred_channels"]:
-            if ch not in Channel.values:
-                c.err(
-                    g.lines.get("preferred_channels", line),
-                    f"{path}.preferred_channels",
-                    f"“{ch}” is not a channel",
-                )
-        if group["priority"] and group["priority"] > 5:
-            c.err(g.lines.get("priority", line), f"{path}.priority", "must be 1 to 5")
+        c.model(StakeholderGroup(**group), g, path)
         groups_in_file[group["slug"]] = group
 
     known_roles = set(CrisisRole.objects.values_list("slug", flat=True)) | set(roles_in_file)
@@ -408,11 +486,8 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
     if c.errors:
         raise PlaybookImportError(c.errors)
 
-    try:
-        with transaction.atomic():
-            return _write(roles_in_file, groups_in_file, plans, actor)
-    except ValidationError as exc:
-        raise PlaybookImportError([f"line 0: {m}" for m in exc.messages]) from None
+    with transaction.atomic():
+        return _write(roles_in_file, groups_in_file, plans, actor)
 
 
 def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) -> dict:
@@ -441,27 +516,28 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         if owner_user is None:
             c.err(p.lines["owner"], f"{path}.owner", f"unknown user “{owner}”")
     plan = {
-        "key": c.get(p, "key", path, str, max_length=80),
-        "version": c.get(p, "version", path, int, default=1, minimum=1),
-        "title": c.get(p, "title", path, str, max_length=200),
+        "key": c.get(p, "key", path, str),
+        "version": c.get(p, "version", path, int, default=1),
+        "title": c.get(p, "title", path, str),
         "scenario": c.get(p, "scenario", path, str, choices=Scenario.values),
         "status": c.get(p, "status", path, str, default="draft", choices=Playbook.Status.values),
         "summary": c.get(p, "summary", path, str, default="") or "",
         "severity_guidance": c.get(p, "severity_guidance", path, str, default="") or "",
         "owner": owner_user,
-        "review_cycle_days": c.get(p, "review_cycle_days", path, int, default=180, minimum=1),
+        "review_cycle_days": c.get(p, "review_cycle_days", path, int, default=180),
         "last_reviewed_on": last_reviewed,
-        "first_statement_minutes": c.get(
-            p, "first_statement_minutes", path, int, default=60, minimum=1
-        ),
-        "escalation_repeat_count": c.get(
-            p, "escalation_repeat_count", path, int, default=0, minimum=0
-        ),
+        "first_statement_minutes": c.get(p, "first_statement_minutes", path, int, default=60),
+        "escalation_repeat_count": c.get(p, "escalation_repeat_count", path, int, default=0),
         "steps": [],
         "templates": [],
         "escalation": [],
         "cadences": [],
+        # Where a refusal to publish is reported.
+        "status_at": (p.lines.get("status", p.line), f"{path}.status"),
     }
+    c.model(
+        Playbook(**{k: plan[k] for k in _PLAYBOOK_MODEL_FIELDS}, version=plan["version"]), p, path
+    )
 
     for j, s in enumerate(c.get(p, "steps", path, list, default=[]) or []):
         sp, line = f"{path}.steps[{j}]", p["steps"].lines[j]
@@ -472,15 +548,17 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         role = c.get(s, "role", sp, str, nullable=True)
         if role and role not in known_roles:
             c.err(s.lines["role"], f"{sp}.role", f"unknown role “{role}”")
-        plan["steps"].append(
-            {
-                "phase": c.get(s, "phase", sp, str, choices=Phase.values),
-                "title": c.get(s, "title", sp, str, max_length=200),
-                "role": role,
-                "due_offset_minutes": c.get(s, "due_offset_minutes", sp, int, default=0, minimum=0),
-                "instructions": c.get(s, "instructions", sp, str, default="") or "",
-            }
+        step = {
+            "phase": c.get(s, "phase", sp, str, choices=Phase.values),
+            "title": c.get(s, "title", sp, str),
+            "role": role,
+            "due_offset_minutes": c.get(s, "due_offset_minutes", sp, int, default=0),
+            "instructions": c.get(s, "instructions", sp, str, default="") or "",
+        }
+        c.model(
+            PlaybookStep(**{k: v for k, v in step.items() if k != "role"}, position=j + 1), s, sp
         )
+        plan["steps"].append(step)
 
     names: set[tuple] = set()
     for j, t in enumerate(c.get(p, "templates", path, list, default=[]) or []):
@@ -490,11 +568,11 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         ):
             continue
         tpl = {
-            "name": c.get(t, "name", tp, str, max_length=200),
+            "name": c.get(t, "name", tp, str),
             "audience": c.get(t, "audience", tp, str),
             "channel": c.get(t, "channel", tp, str, choices=Channel.values),
             "language": c.get(t, "language", tp, str, default="en", choices=languages),
-            "subject": c.get(t, "subject", tp, str, default="", max_length=300) or "",
+            "subject": c.get(t, "subject", tp, str, default="") or "",
             "body": c.get(t, "body", tp, str, default="") or "",
         }
         if tpl["audience"] and tpl["audience"] not in known_groups:
@@ -506,33 +584,28 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         if (tpl["name"], tpl["language"]) in names:
             c.err(line, tp, f"a template “{tpl['name']}” in “{tpl['language']}” appears twice")
         names.add((tpl["name"], tpl["language"]))
-        for fld in ("subject", "body"):
-            try:
-                used = MessageTemplate.placeholders_in(tpl[fld])
-            except ValueError as exc:
-                c.err(t.lines.get(fld, line), f"{tp}.{fld}", str(exc))
-                continue
-            unknown = sorted(set(used) - set(MessageTemplate.PLACEHOLDERS))
-            if unknown:
-                c.err(
-                    t.lines.get(fld, line),
-                    f"{tp}.{fld}",
-                    "unknown placeholder(s) " + ", ".join("{%s}" % u for u in unknown),
-                )
+        # The model's clean() checks the {placeholders} of subject and body.
+        c.model(MessageTemplate(**{k: v for k, v in tpl.items() if k != "audience"}), t, tp)
         plan["templates"].append(tpl)
 
+    positions: list[tuple[int, int, str]] = []
     for j, lv in enumerate(c.get(p, "escalation", path, list, default=[]) or []):
         lp, line = f"{path}.escalation[{j}]", p["escalation"].lines[j]
-        if not c.mapping(lv, line, lp, ("delay_seconds", "target"), ("role", "users", "rotation")):
+        if not c.mapping(
+            lv, line, lp, ("delay_seconds", "target"), ("position", "role", "users", "rotation")
+        ):
             continue
         level = {
-            "delay_seconds": c.get(lv, "delay_seconds", lp, int, minimum=0),
+            "delay_seconds": c.get(lv, "delay_seconds", lp, int),
             "target": c.get(lv, "target", lp, str, choices=EscalationLevel.Target.values),
         }
+        # Levels are numbered by their order; a "position" may say so, and must agree.
+        position = c.get(lv, "position", lp, int, default=j + 1)
+        positions.append((position, lv.lines.get("position", line), f"{lp}.position"))
         target = level["target"]
         expected = {"role": "role", "users": "users", "rotation": "rotation"}.get(target)
         for other in ("role", "users", "rotation"):
-            if other in lv and other != expected:
+            if target and other in lv and other != expected:
                 c.err(lv.lines[other], f"{lp}.{other}", f"does not go with target “{target}”")
         if target == "role":
             slug = c.get(lv, "role", lp, str)
@@ -557,19 +630,48 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
                     f"unknown user(s) {', '.join(missing)}" if missing else "names nobody",
                 )
             level["users"] = users
+        c.model(
+            EscalationLevel(delay_seconds=level["delay_seconds"], target=target, position=j + 1),
+            lv,
+            lp,
+            run_clean=False,  # target/role/rotation are matched by name above
+        )
         plan["escalation"].append(level)
+    try:
+        escalation_positions_validate([n for n, _line, _where in positions])
+    except ValidationError as exc:
+        first = next(
+            (at for k, at in enumerate(positions) if at[0] != k + 1),
+            positions[0] if positions else None,
+        )
+        if first is not None:
+            for message in exc.messages:
+                c.err(first[1], first[2], message)
 
     for j, cd in enumerate(c.get(p, "cadences", path, list, default=[]) or []):
         cp, line = f"{path}.cadences[{j}]", p["cadences"].lines[j]
         if not c.mapping(cd, line, cp, ("audience", "every_minutes"), ()):
             continue
         audience = c.get(cd, "audience", cp, str)
-        if audience not in known_groups:
+        if audience is not None and audience not in known_groups:
             c.err(cd.lines["audience"], f"{cp}.audience", f"unknown stakeholder group “{audience}”")
-        plan["cadences"].append(
-            {"audience": audience, "every_minutes": c.get(cd, "every_minutes", cp, int, minimum=1)}
-        )
+        every = c.get(cd, "every_minutes", cp, int)
+        c.model(UpdateCadence(every_minutes=every), cd, cp)
+        plan["cadences"].append({"audience": audience, "every_minutes": every})
     return plan
+
+
+_PLAYBOOK_MODEL_FIELDS = (
+    "key",
+    "title",
+    "scenario",
+    "summary",
+    "severity_guidance",
+    "review_cycle_days",
+    "last_reviewed_on",
+    "first_statement_minutes",
+    "escalation_repeat_count",
+)
 
 
 def _content(d: dict) -> dict:
@@ -580,6 +682,7 @@ def _content(d: dict) -> dict:
 
 def _plan_as_dict(plan: dict) -> dict:
     as_dict = dict(plan)
+    del as_dict["status_at"]
     as_dict["owner"] = plan["owner"].get_username() if plan["owner"] else None
     as_dict["last_reviewed_on"] = None
     as_dict["escalation"] = []
@@ -596,8 +699,9 @@ def _plan_as_dict(plan: dict) -> dict:
 
 
 def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
-    from playbooks.services import playbook_publish
-
+    """Write what was checked; a playbook that cannot be published is reported at its
+    ``status`` line, and then nothing is written (the caller's transaction rolls back)."""
+    refused: list[str] = []
     result = ImportResult()
     for slug, role in roles.items():
         _obj, created = CrisisRole.objects.get_or_create(slug=slug, defaults=role)
@@ -670,15 +774,20 @@ def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
                 every_minutes=cd["every_minutes"],
             )
         if plan["status"] == Playbook.Status.PUBLISHED:
-            playbook = playbook_publish(playbook=playbook, actor=actor)
+            try:
+                playbook = playbook_publish(playbook=playbook, actor=actor)
+            except ValidationError as exc:
+                line, where = plan["status_at"]
+                refused += [f"line {line}: {where}: {message}" for message in exc.messages]
+                continue
             if plan["last_reviewed_on"]:
                 Playbook.objects.filter(pk=playbook.pk).update(
                     last_reviewed_on=plan["last_reviewed_on"]
                 )
                 playbook.refresh_from_db()
         elif plan["status"] == Playbook.Status.RETIRED:
-            from playbooks.services import playbook_retire
-
             playbook = playbook_retire(playbook=playbook)
         result.created.append(playbook)
+    if refused:
+        raise PlaybookImportError(refused)
     return result

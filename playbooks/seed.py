@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -234,8 +235,6 @@ def _demo_password() -> str:
 
 
 def _last_monday_nine(now: dt.datetime) -> dt.datetime:
-    from zoneinfo import ZoneInfo
-
     local = now.astimezone(ZoneInfo("Europe/Budapest"))
     monday = (local - dt.timedelta(days=local.weekday() + 7)).date()
     return dt.datetime(monday.year, monday.month, monday.day, 9, tzinfo=ZoneInfo("Europe/Budapest"))

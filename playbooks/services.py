@@ -2,23 +2,49 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
+from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
 from django.db.models import Max
-from django.utils import timezone
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from playbooks.models import (
+    MAX_RISK_REVIEW_DAYS,
     EscalationLevel,
     MessageTemplate,
     Playbook,
     PlaybookStep,
+    ReviewReminder,
     Risk,
     UpdateCadence,
 )
+from playbooks.selectors import playbooks_review_due, risks_review_due
+
+# What a person may set on a playbook version; version, status and times are the services'.
+PLAYBOOK_FIELDS = (
+    "key",
+    "title",
+    "scenario",
+    "summary",
+    "severity_guidance",
+    "owner",
+    "review_cycle_days",
+    "last_reviewed_on",
+    "first_statement_minutes",
+    "escalation_repeat_count",
+)
+
+# A draft's content: changed only through playbook_content_save/delete.
+PlaybookContent = PlaybookStep | MessageTemplate | EscalationLevel | UpdateCadence
 
 
 def playbook_ensure_editable(playbook: Playbook) -> None:
@@ -35,6 +61,121 @@ def playbook_ensure_editable(playbook: Playbook) -> None:
                 "status": playbook.get_status_display().lower(),
             }
         )
+
+
+def _only_playbook_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(data) - set(PLAYBOOK_FIELDS)
+    if unknown:
+        raise TypeError(f"not playbook fields: {', '.join(sorted(unknown))}")
+    return dict(data)
+
+
+def playbook_check_new_key(*, key: str) -> None:
+    if Playbook.objects.filter(key=key).exists():
+        raise ValidationError({"key": _("This playbook exists: make a new version of it instead.")})
+
+
+@transaction.atomic
+def playbook_create(*, data: Mapping[str, Any]) -> Playbook:
+    """Version 1 of a new key, as a draft."""
+    fields = _only_playbook_fields(data)
+    playbook_check_new_key(key=fields.get("key", ""))
+    playbook = Playbook(**fields, version=1, status=Playbook.Status.DRAFT)
+    playbook.full_clean()
+    playbook.save()
+    return playbook
+
+
+def playbook_check_update(*, playbook: Playbook, data: Mapping[str, Any]) -> None:
+    """The rules of changing a version, read from the database: a frozen one refuses."""
+    playbook_ensure_editable(Playbook.objects.get(pk=playbook.pk))
+    if "key" in data and data["key"] != Playbook.objects.values_list("key", flat=True).get(
+        pk=playbook.pk
+    ):
+        raise ValidationError({"key": _("A playbook's key never changes.")})
+
+
+@transaction.atomic
+def playbook_update(*, playbook: Playbook, data: Mapping[str, Any]) -> Playbook:
+    fields = _only_playbook_fields(data)
+    current = Playbook.objects.select_for_update().get(pk=playbook.pk)
+    playbook_check_update(playbook=current, data=fields)
+    for name, value in fields.items():
+        setattr(current, name, value)
+    current.full_clean()
+    current.save()
+    return current
+
+
+@transaction.atomic
+def playbook_delete(*, playbook: Playbook) -> None:
+    current = Playbook.objects.select_for_update().get(pk=playbook.pk)
+    playbook_ensure_editable(current)
+    if current.incidents.exists():
+        raise ValidationError(_("Incidents ran this version; it stays."))
+    current.delete()
+
+
+def escalation_positions_validate(positions: Iterable[int]) -> None:
+    """Levels are numbered 1..n: the e-mails say "level 3" for what the playbook calls 3."""
+    got = sorted(positions)
+    if got != list(range(1, len(got) + 1)):
+        raise ValidationError(
+            {
+                "position": _(
+                    "Escalation levels are numbered 1, 2, 3… with no gap or repeat: "
+                    "expected %(expected)s, got %(got)s."
+                )
+                % {
+                    "expected": ", ".join(str(n) for n in range(1, len(got) + 1)),
+                    "got": ", ".join(map(str, got)),
+                }
+            }
+        )
+
+
+@transaction.atomic
+def playbook_content_save(
+    *, instance: PlaybookContent, users: Iterable[AbstractBaseUser] | None = None
+) -> PlaybookContent:
+    """Add or change a step, template, escalation level or cadence of a draft version.
+
+    ``users`` (escalation levels only) replaces the level's named users when given.
+    """
+    playbook = Playbook.objects.select_for_update().get(pk=instance.playbook_id)
+    playbook_ensure_editable(playbook)
+    if instance.pk is not None:
+        before = type(instance).objects.select_related("playbook").get(pk=instance.pk)
+        playbook_ensure_editable(before.playbook)
+        if before.playbook_id != instance.playbook_id:
+            raise ValidationError(
+                {"playbook": _("Content stays with its playbook version: add it to the other.")}
+            )
+    if isinstance(instance, EscalationLevel) and isinstance(instance.position, int):
+        others = EscalationLevel.objects.filter(playbook=playbook).exclude(pk=instance.pk)
+        escalation_positions_validate(
+            [*others.values_list("position", flat=True), instance.position]
+        )
+    instance.full_clean()
+    instance.save()
+    if users is not None and isinstance(instance, EscalationLevel):
+        instance.users.set(users)
+    return instance
+
+
+@transaction.atomic
+def playbook_content_delete(*, instance: PlaybookContent, renumber: bool = True) -> None:
+    """Remove content from a draft. Later escalation levels move up, unless the caller
+    (the admin, which checked the whole new numbering) says not to."""
+    playbook = Playbook.objects.select_for_update().get(pk=instance.playbook_id)
+    playbook_ensure_editable(playbook)
+    position = getattr(instance, "position", None)
+    instance.delete()
+    if renumber and isinstance(instance, EscalationLevel):
+        later = EscalationLevel.objects.filter(playbook=playbook, position__gt=position)
+        # One row at a time, lowest first: each target number is already free.
+        for level_id, n in later.order_by("position").values_list("pk", "position"):
+            EscalationLevel.objects.filter(pk=level_id).update(position=n - 1)
 
 
 @transaction.atomic
@@ -102,24 +243,37 @@ def playbook_new_version(*, playbook: Playbook, actor: AbstractBaseUser | None =
     return draft
 
 
+PUBLISH_RULES = (
+    "A draft can be published when it has at least one step, at least one escalation "
+    "level, every escalation level that pages named users names at least one, and "
+    "every message template uses only known {placeholders}. Publishing retires the "
+    "version published before (unchanged). A refusal is a 400 keyed by what is "
+    "missing: `steps`, `escalation_levels`, `templates`."
+)
+
+
 def playbook_validate_for_publishing(playbook: Playbook) -> None:
-    """A playbook an incident can run: steps, at least one escalation level, valid templates."""
-    errors = []
+    """A playbook an incident can run (PUBLISH_RULES); errors keyed by what is wrong."""
+    errors: dict[str, list[str]] = {}
     if not playbook.steps.exists():
-        errors.append(_("It has no steps."))
+        errors.setdefault("steps", []).append(_("It has no steps."))
     if not playbook.escalation_levels.exists():
-        errors.append(_("It has no escalation level: nobody would be paged."))
+        errors.setdefault("escalation_levels", []).append(
+            _("It has no escalation level: nobody would be paged.")
+        )
     for template in playbook.templates.all():
         try:
             template.clean()
         except ValidationError as exc:
-            errors.append(
+            errors.setdefault("templates", []).append(
                 _("Template “%(name)s”: %(error)s")
                 % {"name": template.name, "error": "; ".join(exc.messages)}
             )
     for level in playbook.escalation_levels.all():
         if level.target == EscalationLevel.Target.USERS and not level.users.exists():
-            errors.append(_("Escalation level %(n)s names no users.") % {"n": level.position})
+            errors.setdefault("escalation_levels", []).append(
+                _("Escalation level %(n)s names no users.") % {"n": level.position}
+            )
     if errors:
         raise ValidationError(errors)
 
@@ -168,6 +322,13 @@ def playbook_mark_reviewed(*, playbook: Playbook, on: date | None = None) -> Pla
 
 
 def risk_mark_reviewed(*, risk: Risk, next_review_in_days: int = 90) -> Risk:
+    if not 1 <= next_review_in_days <= MAX_RISK_REVIEW_DAYS:
+        raise ValidationError(
+            {
+                "next_review_in_days": _("The next review is 1 to %(n)s days away.")
+                % {"n": MAX_RISK_REVIEW_DAYS}
+            }
+        )
     risk.next_review_on = timezone.localdate() + timedelta(days=next_review_in_days)
     risk.save(update_fields=["next_review_on", "updated_at"])
     return risk
@@ -184,16 +345,6 @@ def review_reminders_send(*, today: date | None = None) -> int:
        so the next run tries again.
     Returns how many people were e-mailed.
     """
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.core.mail import EmailMultiAlternatives
-    from django.db import IntegrityError
-    from django.template.loader import render_to_string
-    from django.utils import translation
-
-    from playbooks.models import ReviewReminder
-    from playbooks.selectors import playbooks_review_due, risks_review_due
-
     today = today or timezone.localdate()
     fallback = list(get_user_model().objects.filter(is_superuser=True, is_active=True))
     due: dict[int, dict] = {}

@@ -1,12 +1,20 @@
 """Stakeholder contacts from CSV: every error reported by row and column, nothing half-written.
 
-1. Read the header (case and spaces ignored; "organization" accepted), sniff
-   the delimiter (comma or semicolon), accept a UTF-8 BOM and CRLF.
-2. Validate every row and collect every error; if there is one, raise
-   CsvImportError and write nothing.
+1. Refuse a file larger than MAX_CSV_BYTES. Read the header (case and spaces
+   ignored; "organization" accepted), sniff the delimiter (comma or semicolon),
+   accept a UTF-8 BOM and CRLF. A cell longer than MAX_CELL_CHARS is a row error.
+2. Validate every row with the model's own field validation (lengths, e-mail,
+   no control characters) plus the import's rules, and collect every error; if
+   there is one, raise CsvImportError and write nothing.
 3. In one transaction, match contacts by e-mail within their group
    (case-insensitive): existing ones are updated with the non-empty cells,
    new ones created. The same e-mail twice in the file: the later row wins.
+
+Export writes a UTF-8 BOM (so spreadsheet programs read Hebrew, Greek and
+Hungarian names right) and neutralises formulas the OWASP way: a cell starting
+with = + - @, tab or carriage return (after any single quotes) gets one more
+leading single quote. Import takes exactly one such quote off again, so an
+export imports back unchanged; a plain leading quote elsewhere is kept.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 from django.utils.translation import gettext as _
 
@@ -28,7 +35,19 @@ from playbooks.models import Stakeholder, StakeholderGroup
 COLUMNS = ("name", "email", "phone", "organisation", "language", "group", "notes")
 ALIASES = {"organization": "organisation", "e-mail": "email", "mail": "email"}
 PHONE = re.compile(r"^[0-9 +\-()./]*$")
-MAX = {f.name: f.max_length for f in Stakeholder._meta.fields if getattr(f, "max_length", None)}
+MAX_CSV_BYTES = 2_000_000
+MAX_CELL_CHARS = 10_000
+# A cell a spreadsheet would run as a formula, possibly behind quotes already added.
+_FORMULA = re.compile(r"'*[=+\-@\t\r]")
+_NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
+
+
+def neutralise(value: str) -> str:
+    return "'" + value if _FORMULA.match(value) else value
+
+
+def unneutralise(value: str) -> str:
+    return value[1:] if _NEUTRALISED.match(value) else value
 
 
 @dataclass(frozen=True)
@@ -38,7 +57,13 @@ class RowError:
     message: str
 
     def __str__(self) -> str:
-        return f"row {self.row}, {self.field or '-'}: {self.message}"
+        if self.row == 0:
+            return _("file: %(message)s") % {"message": self.message}
+        return _("row %(row)s, %(field)s: %(message)s") % {
+            "row": self.row,
+            "field": self.field or "-",
+            "message": self.message,
+        }
 
 
 class CsvImportError(Exception):
@@ -55,14 +80,29 @@ class ImportReport:
     duplicates_in_file: int = 0
 
 
-def _reader(text: str) -> csv.reader:
+def _read(text: str) -> tuple[list[list[str]], list[RowError]]:
+    """The records of the file, and an error for the one that could not be read."""
     text = text.lstrip("\ufeff")
     sample = text[:4096]
+    # Only the delimiter is sniffed: the quote is always ", as spreadsheets write it (the
+    # sniffer would take the export's leading ' of a neutralised cell for a quote).
     try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;")
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;").delimiter
     except csv.Error:
-        dialect = csv.excel
-    return csv.reader(io.StringIO(text, newline=""), dialect)
+        delimiter = ","
+    rows: list[list[str]] = []
+    try:
+        # csv stops at a cell over its field size limit (131072): reported as too long.
+        for cells in csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=delimiter):
+            rows.append(cells)
+    except csv.Error as exc:
+        message = (
+            _("A cell is longer than %(n)s characters.") % {"n": MAX_CELL_CHARS}
+            if "field larger than field limit" in str(exc)
+            else _("Not readable as CSV: %(error)s") % {"error": exc}
+        )
+        return rows, [RowError(len(rows) + 1, "", message)]
+    return rows, []
 
 
 def _group_lookup() -> dict[str, StakeholderGroup]:
@@ -76,7 +116,19 @@ def _group_lookup() -> dict[str, StakeholderGroup]:
 def stakeholders_import_csv(
     *, text: str, default_group: StakeholderGroup | None = None
 ) -> ImportReport:
-    rows = list(_reader(text))
+    size = len(text.encode("utf-8"))
+    if size > MAX_CSV_BYTES:
+        raise CsvImportError(
+            [
+                RowError(
+                    0,
+                    "",
+                    _("The file is larger than %(n)s bytes (%(size)s): split it.")
+                    % {"n": MAX_CSV_BYTES, "size": size},
+                )
+            ]
+        )
+    rows, unreadable = _read(text)
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise CsvImportError([RowError(1, "", _("The file is empty: it needs a header row."))])
     header = [ALIASES.get(h.strip().casefold(), h.strip().casefold()) for h in rows[0]]
@@ -98,6 +150,7 @@ def stakeholders_import_csv(
     if errors:
         raise CsvImportError(errors)
 
+    errors.extend(unreadable)
     languages = {code for code, _name in settings.LANGUAGES}
     groups = _group_lookup()
     clean: list[tuple[int, StakeholderGroup, dict]] = []
@@ -107,23 +160,24 @@ def stakeholders_import_csv(
         if len(cells) > len(header):
             errors.append(RowError(number, "", _("More cells than columns.")))
             continue
-        values = {h: (cells[i].strip() if i < len(cells) else "") for i, h in enumerate(header)}
-        row_errors = []
+        values = {
+            h: unneutralise(cells[i].strip()) if i < len(cells) else ""
+            for i, h in enumerate(header)
+        }
+        row_errors = [
+            RowError(
+                number, h, _("A cell is longer than %(n)s characters.") % {"n": MAX_CELL_CHARS}
+            )
+            for h, v in values.items()
+            if len(v) > MAX_CELL_CHARS
+        ]
+        if row_errors:
+            errors.extend(row_errors)
+            continue
         if not values.get("name"):
             row_errors.append(RowError(number, "name", _("A name is required.")))
-        for fld in ("name", "email", "phone", "organisation"):
-            if len(values.get(fld, "")) > MAX[fld]:
-                row_errors.append(
-                    RowError(number, fld, _("Longer than %(n)s characters.") % {"n": MAX[fld]})
-                )
+        row_errors += _model_errors(number, values)
         email = values.get("email", "")
-        if email:
-            try:
-                validate_email(email)
-            except ValidationError:
-                row_errors.append(
-                    RowError(number, "email", _("“%(v)s” is not an e-mail address.") % {"v": email})
-                )
         phone = values.get("phone", "")
         if phone and not PHONE.match(phone):
             row_errors.append(
@@ -170,6 +224,24 @@ def stakeholders_import_csv(
     return _write(clean)
 
 
+def _model_errors(number: int, values: dict[str, str]) -> list[RowError]:
+    """The contact model's own field validation: lengths, e-mail, no control characters."""
+    fields = ("name", "email", "phone", "organisation", "notes")
+    contact = Stakeholder(**{f: values.get(f, "") for f in fields})
+    skip = [f.name for f in Stakeholder._meta.fields if f.name not in fields]
+    if not values.get("name"):
+        skip.append("name")  # reported as required
+    try:
+        contact.clean_fields(exclude=skip)
+    except ValidationError as exc:
+        return [
+            RowError(number, field, message)
+            for field, messages in exc.message_dict.items()
+            for message in messages
+        ]
+    return []
+
+
 @transaction.atomic
 def _write(clean: list[tuple[int, StakeholderGroup, dict]]) -> ImportReport:
     report = ImportReport()
@@ -209,12 +281,13 @@ def _write(clean: list[tuple[int, StakeholderGroup, dict]]) -> ImportReport:
 
 
 def stakeholders_export_csv(*, groups: Iterable[StakeholderGroup]) -> str:
+    """CSV with a UTF-8 BOM, every cell neutralised against formula injection."""
     out = io.StringIO()
+    out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     contacts = Stakeholder.objects.filter(group__in=list(groups)).select_related("group")
     for c in contacts.order_by("group__slug", "name", "pk"):
-        writer.writerow(
-            [c.name, c.email, c.phone, c.organisation, c.language, c.group.slug, c.notes]
-        )
+        cells = [c.name, c.email, c.phone, c.organisation, c.language, c.group.slug, c.notes]
+        writer.writerow([neutralise(cell) for cell in cells])
     return out.getvalue()

@@ -223,7 +223,7 @@ def test_a_good_small_file_imports(db):
         ),
         (
             ("{incident_title} is", "{incident_titel} is"),
-            "line 18: playbooks[0].templates[0].body: unknown placeholder(s) {incident_titel}",
+            "line 18: playbooks[0].templates[0].body: Unknown placeholder(s): {incident_titel}",
         ),
         (
             ("audience: customers", "audience: fans"),
