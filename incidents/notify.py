@@ -23,7 +23,6 @@ import smtplib
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
@@ -31,6 +30,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from crisisdesk.mail import Email
 from incidents import acklinks, dispatch
 from incidents.models import (
     DeliveryAttempt,
@@ -289,7 +289,7 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     if claimed != 1:
         return f"notification {notification_id}: not queued or not due"
     n = Notification.objects.select_related("incident").get(pk=notification_id)
-    message = EmailMultiAlternatives(
+    message = Email(
         subject=n.subject,
         body=n.body_text,
         to=[n.to_email],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import smtplib
 
 import pytest
@@ -96,3 +98,32 @@ def test_the_sweep_requeues_a_delivery_whose_process_died_mid_send(queued, broke
         assert queued.status == "queued"
         assert notify.notification_deliver(notification_id=queued.pk).endswith("sent")
     assert mail.outbox[-1].extra_headers["Message-ID"] == queued.message_id
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Δεδομένα πελατών εκτέθηκαν στο διαδίκτυο",
+        "נתוני לקוחות נחשפו באתר החברה",
+        "Szolgáltatáskiesés: a fizetés nem működik a webáruházban, "
+        "a mobilalkalmazásban és a pénztáraknál sem, országszerte",
+    ],
+)
+def test_it_encodes_the_subject_so_a_parser_reads_back_exactly_the_same_text(
+    title, team, make_playbook, broker_calls, settings, monkeypatch, tmp_path
+):
+    settings.EMAIL_BACKEND = "crisisdesk.mail.EmlFileBackend"
+    monkeypatch.setattr(notify, "deliver_now", lambda ids: None)
+    incident = services.incident_open(title=title, playbook=make_playbook())
+    level1 = Timer.objects.get(incident=incident, kind="escalation", level=1)
+    with time_machine.travel(level1.due_at, tick=False):
+        escalation.timer_fire(timer_id=level1.pk)
+    n = Notification.objects.get(incident=incident)
+    with time_machine.travel(level1.due_at, tick=False):
+        assert notify.notification_deliver(notification_id=n.pk).endswith("sent")
+    assert title in n.subject and len(n.subject) > 40
+    (eml,) = (tmp_path / "mail").glob("*.eml")
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == n.subject
+    headers = eml.read_bytes().split(b"\r\n\r\n")[0].decode("ascii")
+    assert all(len(line) <= 78 for line in headers.split("\r\n"))
