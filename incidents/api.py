@@ -625,8 +625,8 @@ class NotificationSerializer(serializers.ModelSerializer):
         model = Notification
         fields = (
             "id", "incident", "comms_message", "timer", "recipient", "to_email", "reason",
-            "message_id", "subject", "status", "attempts", "created_at", "sent_at",
-            "last_error",
+            "message_id", "subject", "status", "cancel_reason", "attempts", "created_at",
+            "sent_at", "last_error",
         )  # fmt: skip
         read_only_fields = fields
 
