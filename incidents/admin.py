@@ -614,6 +614,20 @@ class ActionItemInline(admin.TabularInline):
     autocomplete_fields = ("owner",)
 
 
+def _action_item_save(request, obj: ActionItem, data: dict, change: bool) -> ActionItem:
+    """Admin forms (the item's page and the post-mortem's inline) save through the services."""
+    fields = {k: data[k] for k in postmortem.ACTION_ITEM_FIELDS if k in data}
+    status = data.get("status")
+    if change:
+        return postmortem.action_item_update(item=obj, actor=request.user, status=status, **fields)
+    return postmortem.action_item_create(
+        postmortem=data.get("postmortem") or obj.postmortem,
+        actor=request.user,
+        status=status,
+        **fields,
+    )
+
+
 class RevisionInlinePM(ReadOnlyInline):
     model = PostMortemRevision
     fields = ("number", "published_at", "published_by")
@@ -657,6 +671,22 @@ class PostMortemAdmin(SimpleHistoryAdmin):
         return format_html(
             '<a href="{}">{}</a>', url, _("Read the report with the facts from the record")
         )
+
+    def save_formset(self, request, form, formset, change):
+        if formset.model is not ActionItem:
+            return super().save_formset(request, form, formset, change)
+        # The admin's change message reads these three lists after saving.
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
+        for inline in formset.forms:
+            if inline.has_changed() and inline.cleaned_data:
+                data = {**inline.cleaned_data, "postmortem": form.instance}
+                change = inline.instance.pk is not None
+                item = _action_item_save(request, inline.instance, data, change)
+                if change:
+                    formset.changed_objects.append((item, inline.changed_data))
+                else:
+                    formset.new_objects.append(item)
+        return None
 
     def save_model(self, request, obj, form, change):
         # Through the service: editing a published report starts the next revision.
@@ -712,7 +742,7 @@ class ActionItemAdmin(SimpleHistoryAdmin):
     search_fields = ("title", "postmortem__incident__reference")
     list_select_related = ("owner", "playbook", "produced_version", "postmortem__incident")
     autocomplete_fields = ("owner",)
-    readonly_fields = ("produced_version", "done_at", "last_reminded_on")
+    readonly_fields = ("produced_version", "created_at", "done_at", "last_reminded_on")
     actions = ("revise_playbook", "mark_done")
 
     def get_queryset(self, request):
@@ -724,6 +754,10 @@ class ActionItemAdmin(SimpleHistoryAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+    def save_model(self, request, obj, form, change):
+        saved = _action_item_save(request, obj, form.cleaned_data, change)
+        obj.__dict__.update(saved.__dict__)
 
     @admin.display(boolean=True, description=_("overdue"))
     def overdue(self, obj: ActionItem) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import django_filters
 from django.db import IntegrityError, transaction
 from django.forms import ModelChoiceField
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django_filters.widgets import CSVWidget
 from drf_spectacular.types import OpenApiTypes
@@ -324,10 +325,6 @@ class AssignmentSerializer(serializers.ModelSerializer):
         model = RoleAssignment
         fields = ("id", "incident", "role", "user", "assumed_at", "relieved_at", "assigned_by")
         read_only_fields = ("assumed_at", "relieved_at", "assigned_by")
-
-
-class RelieveSerializer(serializers.Serializer):
-    pass
 
 
 class AssignmentViewSet(
@@ -819,6 +816,23 @@ class ActionItemViewSet(
 
     def get_queryset(self):
         return self.visible_queryset(ActionItem.objects.order_by("due_on", "pk"))
+
+    def perform_create(self, serializer):
+        data = dict(serializer.validated_data)
+        serializer.instance = postmortem.action_item_create(
+            postmortem=data.pop("postmortem"), actor=self.request.user, **data
+        )
+
+    def perform_update(self, serializer):
+        data = dict(serializer.validated_data)
+        moved = data.pop("postmortem", serializer.instance.postmortem)
+        if moved != serializer.instance.postmortem:
+            raise serializers.ValidationError(
+                {"postmortem": [_("An action item stays with its post-mortem.")]}
+            )
+        serializer.instance = postmortem.action_item_update(
+            item=serializer.instance, actor=self.request.user, **data
+        )
 
     @extend_schema(
         request=ActionItemStatusSerializer, responses={200: ActionItemSerializer, **ERRORS}

@@ -80,9 +80,6 @@ class Incident(models.Model):
         related_name="incidents",
         help_text=_("The frozen version this incident runs. Empty: opened ad hoc."),
     )
-    playbook_snapshot = models.JSONField(
-        _("playbook as opened"), default=dict, blank=True, editable=False
-    )
     # The escalation policy frozen at opening, with ids: the engine reads only this,
     # so editing or retiring the playbook never changes a running escalation.
     escalation_policy = models.JSONField(

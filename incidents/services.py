@@ -29,7 +29,6 @@ from incidents.models import (
 from incidents.timeline import actor_name, timeline_add
 from playbooks.models import CrisisRole, EscalationLevel, Playbook, Scenario
 from playbooks.oncall import oncall_holder
-from playbooks.playbook_io import playbook_to_dict
 
 User = get_user_model()
 
@@ -90,7 +89,7 @@ def incident_open(
     """Open an incident and start its playbook.
 
     1. Refuse a draft playbook: only a published (frozen) version can run.
-    2. Number it, freeze the playbook (snapshot and escalation policy).
+    2. Number it, freeze the escalation policy (the playbook version itself is frozen).
     3. Assign each role the playbook names to its on-call holder now.
     4. Make the tasks from the steps, due at opening + offset, assigned to the role holder.
     5. Write the timers (escalation level 1, first-statement reminder and deadline,
@@ -123,7 +122,6 @@ def incident_open(
         confidential=confidential,
         drill=drill,
         playbook=playbook,
-        playbook_snapshot=playbook_to_dict(playbook) if playbook else {},
         escalation_policy=escalation_policy_freeze(playbook),
         first_statement_minutes=playbook.first_statement_minutes if playbook else 60,
         opened_by=actor,

@@ -18,7 +18,7 @@ def forget_acknowledgements_nobody_made(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("incidents", "0005_audit_history_idempotency"),
+        ("incidents", "0006_drop_unread_playbook_snapshot"),
     ]
 
     operations = [

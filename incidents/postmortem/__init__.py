@@ -22,8 +22,11 @@ from incidents.postmortem.render import (
     report_pdf,
 )
 from incidents.postmortem.services import (
+    ACTION_ITEM_FIELDS,
+    action_item_create,
     action_item_revise_playbook,
     action_item_set_status,
+    action_item_update,
     postmortem_edit,
     postmortem_publish,
     postmortem_start,
@@ -32,12 +35,15 @@ from incidents.postmortem.services import (
 from incidents.postmortem.trends import trends
 
 __all__ = [
+    "ACTION_ITEM_FIELDS",
     "PdfUnavailable",
     "Report",
     "acknowledge_target",
+    "action_item_create",
     "action_item_reminders_send",
     "action_item_revise_playbook",
     "action_item_set_status",
+    "action_item_update",
     "action_items_overdue",
     "postmortem_edit",
     "postmortem_path",

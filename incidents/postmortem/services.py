@@ -124,15 +124,64 @@ def postmortem_publish(*, postmortem: PostMortem, actor: AbstractBaseUser) -> Po
     return revision
 
 
+# What the team may set on an action item; the rest (done time, the version it
+# produced, reminders) the services keep.
+ACTION_ITEM_FIELDS = ("title", "description", "owner", "due_on", "kind", "playbook")
+
+
+def _action_item_apply(item: ActionItem, *, status: str | None, now, **fields) -> None:
+    unknown = set(fields) - set(ACTION_ITEM_FIELDS)
+    if unknown:
+        raise ValidationError({name: _("This field cannot be set.") for name in sorted(unknown)})
+    for name, value in fields.items():
+        setattr(item, name, value)
+    if status is not None:
+        if status not in ActionItem.Status.values:
+            raise ValidationError({"status": _("Unknown status.")})
+        if status != item.status or item.done_at is None:
+            # Done is stamped when it becomes done, and only then.
+            item.done_at = (item.done_at or now) if status == ActionItem.Status.DONE else None
+        item.status = status
+    item.full_clean()
+
+
 @transaction.atomic
-def action_item_set_status(*, item: ActionItem, status: str) -> ActionItem:
-    if status not in ActionItem.Status.values:
-        raise ValidationError({"status": _("Unknown status.")})
-    item = ActionItem.objects.select_for_update().get(pk=item.pk)
-    item.status = status
-    item.done_at = timezone.now() if status == ActionItem.Status.DONE else None
-    item.save(update_fields=["status", "done_at"])
+def action_item_create(
+    *,
+    postmortem: PostMortem,
+    actor: AbstractBaseUser | None,
+    status: str | None = None,
+    **fields,
+) -> ActionItem:
+    """Add an action item to a post-mortem (fields: ``ACTION_ITEM_FIELDS``), on its timeline."""
+    now = timezone.now()
+    item = ActionItem(postmortem=postmortem, created_at=now)
+    _action_item_apply(item, status=status, now=now, **fields)
+    item.save()
+    timeline_add(
+        incident=postmortem.incident,
+        kind=TimelineEntry.Kind.NOTE,
+        actor=actor,
+        at=now,
+        text=_("Action item added: “%(t)s”.") % {"t": item.title},
+        data={"postmortem_id": postmortem.pk, "action_item_id": item.pk},
+    )
     return item
+
+
+@transaction.atomic
+def action_item_update(
+    *, item: ActionItem, actor: AbstractBaseUser | None = None, status: str | None = None, **fields
+) -> ActionItem:
+    """Change an action item's fields and/or status; done items carry when they were done."""
+    item = ActionItem.objects.select_for_update().get(pk=item.pk)
+    _action_item_apply(item, status=status, now=timezone.now(), **fields)
+    item.save()
+    return item
+
+
+def action_item_set_status(*, item: ActionItem, status: str) -> ActionItem:
+    return action_item_update(item=item, status=status)
 
 
 @transaction.atomic
