@@ -1,4 +1,12 @@
-"""An e-mail backend that keeps every message as an .eml file a person can open.
+"""E-mail helpers: a message whose subject survives any language, and an .eml backend.
+
+``Email`` is Django's ``EmailMultiAlternatives`` with the Subject header encoded
+knowing its own name. Django encodes a non-ASCII subject without it, so the
+first encoded word does not fit after ``Subject: ``, the header is folded right
+after the colon, and a parser (``email.policy.default``) reads the subject back
+with a leading space (seen with Greek and Hebrew incident titles).
+
+The backend keeps every message as an .eml file a person can open.
 
 The local desk has no SMTP server; on-call e-mails still need to be read, so each
 message is written to ``EMAIL_FILE_PATH`` as ``<UTC time>-<n>.eml`` (RFC 5322 bytes,
@@ -11,10 +19,31 @@ import itertools
 import os
 import threading
 from datetime import UTC, datetime
+from email.header import Header
 from pathlib import Path
 
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.core.mail.backends.base import BaseEmailBackend
+
+# An ASCII word longer than this cannot be folded as it is: encode it instead.
+_LONGEST_PLAIN_WORD = 60
+
+
+class Email(EmailMultiAlternatives):
+    """An e-mail whose Subject a parser reads back exactly as it was written."""
+
+    def message(self, *args, **kwargs):
+        msg = super().message(*args, **kwargs)
+        subject = str(self.subject)
+        plain = subject.isascii() and all(
+            len(word) <= _LONGEST_PLAIN_WORD for word in subject.split()
+        )
+        # Folded at the right places, with "Subject: " counted in the first line.
+        header = Header(subject, "us-ascii" if plain else "utf-8", header_name="Subject")
+        msg.replace_header("Subject", header)
+        return msg
+
 
 _counter = itertools.count()
 _lock = threading.Lock()

@@ -254,7 +254,10 @@ class DeliveryAttemptInline(ReadOnlyInline):
 class NotificationAdmin(VisibleIncidentsMixin, admin.ModelAdmin):
     """The outbox: every e-mail CrisisDesk sent or tried to send, readable here."""
 
-    list_display = ("created_at", "to_email", "subject", "reason", "status", "attempts", "sent_at")
+    list_display = (
+        "created_at", "to_email", "subject", "reason", "status", "attempts", "sent_at",
+        "cancel_reason",
+    )  # fmt: skip
     list_filter = ("status", "reason")
     search_fields = ("to_email", "subject", "incident__reference", "message_id")
     readonly_fields = [f.name for f in Notification._meta.fields]

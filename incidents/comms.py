@@ -243,6 +243,10 @@ def message_draft(
 
 
 def _locked(message: Message) -> Message:
+    """Lock the message's incident, then the message: the engine's one lock order
+    (incidents/escalation.py). A scheduled send fires holding the incident lock, so
+    locking the message first here could deadlock with it on PostgreSQL."""
+    Incident.objects.select_for_update().get(pk=message.incident_id)
     return (
         Message.objects.select_for_update()
         .select_related("incident", "audience")

@@ -21,8 +21,19 @@ previous level). Celery only makes it fast:
 4. Acknowledging locks the same incident row and cancels pending escalation
    timers with a conditional update, so a fire and an acknowledgement that
    race are ordered: whichever commits first wins, the other changes nothing.
+   It also cancels the incident's escalation e-mails still in the outbox.
 5. Notifications are delivered after commit (incidents/notify.py); the sweep
    re-sends those left queued or whose sending lease ran out.
+
+Lock order, everywhere: **incident, then message, then notification.** Every
+transaction that locks more than one of these rows takes them in that order:
+a fire locks the incident and a scheduled send then locks its message
+(comms.message_send); every comms service locks the message's incident before
+the message; acknowledging, containing and resolving lock the incident before
+cancelling notifications; the acknowledge link locks the incident before
+burning its notification. Delivery and the sweep lock only notification rows,
+one statement at a time. So no two paths wait on each other in a circle (a
+manual send racing its own scheduled send used to deadlock on PostgreSQL).
 """
 
 from __future__ import annotations

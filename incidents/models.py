@@ -431,6 +431,9 @@ class Notification(models.Model):
         SENDING = "sending", _("Sending")
         SENT = "sent", _("Sent")
         FAILED = "failed", _("Failed")
+        # No longer wanted before it was handed to the SMTP server (an
+        # escalation page after the acknowledgement); cancel_reason says why.
+        CANCELLED = "cancelled", _("Cancelled")
 
     incident = models.ForeignKey(
         Incident,
@@ -487,6 +490,7 @@ class Notification(models.Model):
     next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
     lease_until = models.DateTimeField(_("sending lease until"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
+    cancel_reason = models.CharField(_("why cancelled"), max_length=200, blank=True)
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)

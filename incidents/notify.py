@@ -1,19 +1,45 @@
-"""The notification outbox: writing notifications, and delivering them exactly once if we can.
+"""The notification outbox: writing notifications, and delivering them at least once.
 
 A notification is written in the transaction that decides it is needed (one
 row per recipient and reason; the unique ``dedupe_key`` makes a second write
 of the same one impossible) and delivered after commit:
 
 1. Claim it: ``queued -> sending`` with a lease, by a conditional update.
-2. Send it through Django's e-mail backend with the row's stable Message-ID.
-3. Mark it sent. A transient failure (connection refused, 4xx) puts it back
-   in the queue with back-off; a permanent one (5xx) marks it failed, with the
-   reason, on the incident's timeline. Every attempt is recorded.
+2. Re-check that it is still wanted: an escalation page only while its incident
+   is open in the same escalation round. If not, mark it ``cancelled`` (with the
+   reason) and send nothing.
+3. Hand it to the SMTP server with the row's stable Message-ID.
+4. As soon as the server's reply arrives, mark it sent, in its own short
+   transaction with nothing else in between (the attempt is recorded and the
+   connection closed after that). A transient failure (connection refused, 4xx)
+   puts it back in the queue with back-off; a permanent one (5xx) marks it
+   failed, with the reason, on the incident's timeline. Every attempt is recorded.
 
-A process that dies during 2 leaves the row ``sending``; when its lease runs
-out the sweep puts it back in the queue. The only duplicate possible is a death
-between the SMTP server's acceptance and step 3, and it carries the same
-Message-ID, so mail programs show it as the same message.
+What is guaranteed, and what is not:
+
+- **At least once; a resend carries the same Message-ID.** A process that dies
+  during 3 or 4 leaves the row ``sending``; when its lease runs out (``lease()``,
+  a little longer than EMAIL_TIMEOUT) the sweep queues it again and it is sent
+  again. If the death came after the server had accepted the message and
+  before step 4 committed, the recipient gets it twice, with the same
+  Message-ID, so mail programs show it as one message. SMTP cannot close that
+  window (RFC 1047): the server's acceptance and our commit are two systems.
+  Step 4 keeps it to the time between the server's reply and one UPDATE. The
+  fault tests and bench/escalation_latency.py count such resends
+  (``resends_same_message_id``) rather than hide them.
+- **No page after an acknowledgement committed, except one already being handed
+  to the SMTP server.** Acknowledging (and containing or resolving) cancels the
+  incident's escalation e-mails still queued or waiting for a retry in the same
+  transaction (``escalations_cancel``), and step 2 cancels any claimed later (a
+  retry, a lease run out). What remains possible: a page whose step 2 ran before
+  the acknowledgement committed, so was in steps 3-4 at that moment, arrives
+  after it. That is at most one SMTP exchange per page already in flight; a
+  transient failure of that exchange sends it back through step 2, which
+  cancels it.
+
+Locks: a service that cancels locks the incident row, then updates the
+notification rows (the engine's one lock order, incidents/escalation.py).
+Delivery locks only its own notification row, one statement at a time.
 """
 
 from __future__ import annotations
@@ -23,7 +49,7 @@ import smtplib
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import get_connection
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.template.loader import render_to_string
@@ -31,6 +57,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from crisisdesk.mail import Email
 from incidents import acklinks, dispatch
 from incidents.models import (
     DeliveryAttempt,
@@ -279,6 +306,39 @@ def _is_permanent(exc: Exception) -> bool:
     return False
 
 
+def escalations_cancel(*, incident: Incident, reason: str) -> int:
+    """Cancel the incident's escalation e-mails not handed to the SMTP server yet.
+
+    Queued ones and those waiting for a retry (also ``queued``). Called inside the
+    service that stops the paging, after it locked the incident row, so it is
+    part of the same transaction. One being sent right now (``sending``) is
+    left alone: if its send fails it comes back through the re-check in
+    ``notification_deliver``, which cancels it.
+    """
+    return Notification.objects.filter(
+        incident=incident, reason="escalation", status=Notification.Status.QUEUED
+    ).update(status=Notification.Status.CANCELLED, cancel_reason=reason[:200], lease_until=None)
+
+
+def _unwanted(n: Notification) -> str:
+    """Why this notification must not go out any more ("" if it is still wanted)."""
+    incident = n.incident
+    if n.reason != "escalation" or incident is None:
+        return ""
+    if incident.status != Incident.Status.OPEN:
+        who = incident.acknowledged_by
+        if who is not None:
+            return _("%(who)s acknowledged the incident first.") % {
+                "who": who.get_full_name() or who.get_username()
+            }
+        return _("The incident was %(status)s before this was sent.") % {
+            "status": incident.get_status_display().lower()
+        }
+    if n.timer is not None and n.timer.round != incident.escalation_round:
+        return _("The incident was reopened: this page is from an earlier round.")
+    return ""
+
+
 def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str:
     now = now or timezone.now()
     claimed = Notification.objects.filter(
@@ -288,8 +348,19 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     )
     if claimed != 1:
         return f"notification {notification_id}: not queued or not due"
-    n = Notification.objects.select_related("incident").get(pk=notification_id)
-    message = EmailMultiAlternatives(
+    n = Notification.objects.select_related("incident", "incident__acknowledged_by", "timer").get(
+        pk=notification_id
+    )
+    why = _unwanted(n)
+    if why:
+        Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+            status=Notification.Status.CANCELLED,
+            cancel_reason=why[:200],
+            lease_until=None,
+            attempts=F("attempts") - 1,  # claimed, never attempted
+        )
+        return f"notification {n.pk}: cancelled ({why})"
+    message = Email(
         subject=n.subject,
         body=n.body_text,
         to=[n.to_email],
@@ -301,18 +372,33 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     )
     if n.body_html:
         message.attach_alternative(n.body_html, "text/html")
+    # The connection is opened here and closed only after the row is marked sent:
+    # closing it (QUIT) waits for the server, and must not sit between its
+    # acceptance and our commit.
+    connection = get_connection()
     try:
+        connection.open()
+        message.connection = connection
         message.send()
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+        _close_quietly(connection)
         return _failed(n, exc, now=timezone.now())
+    # The server accepted it: record that first, in its own transaction, nothing else.
     done = timezone.now()
-    with transaction.atomic():
-        Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
-            status=Notification.Status.SENT, sent_at=done, lease_until=None, last_error=""
-        )
-        DeliveryAttempt.objects.create(notification=n, at=done, ok=True)
+    Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+        status=Notification.Status.SENT, sent_at=done, lease_until=None, last_error=""
+    )
+    _close_quietly(connection)
+    DeliveryAttempt.objects.create(notification=n, at=done, ok=True)
     log.info("e-mail sent to %s: %s", n.to_email, n.subject)
     return f"notification {n.pk}: sent"
+
+
+def _close_quietly(connection) -> None:
+    try:
+        connection.close()
+    except Exception:  # noqa: BLE001 - the message is already sent or already failed
+        log.warning("closing the SMTP connection failed", exc_info=True)
 
 
 def _failed(n: Notification, exc: Exception, *, now: datetime) -> str:

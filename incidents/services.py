@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import permissions, postmortem, timers
+from incidents import notify, permissions, postmortem, timers
 from incidents.models import (
     Incident,
     ReferenceCounter,
@@ -239,7 +239,14 @@ def incident_acknowledge(
     The pending escalation timers are cancelled by a conditional update in this
     transaction. A fire that claimed its timer before this commit has already
     paged (and that is the right outcome); one that comes after finds the timer
-    cancelled, or the incident acknowledged, and pages nobody.
+    cancelled, or the incident acknowledged, and pages nobody. The incident's
+    escalation e-mails still in the outbox (queued, or waiting for a retry) are
+    cancelled in the same transaction, so none goes out after this commits
+    (what remains possible is said in incidents/notify.py).
+
+    ``acknowledged_at`` is stamped here and only here: containing or resolving
+    stops the paging but is not an acknowledgement (the post-mortem report and
+    the trends both read this field).
     """
     now = now or timezone.now()
     incident = _locked(incident)
@@ -250,6 +257,10 @@ def incident_acknowledge(
     incident.acknowledged_by = incident.acknowledged_by or actor
     incident.save(update_fields=["status", "acknowledged_at", "acknowledged_by", "updated_at"])
     cancelled = timers.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
+    pages = notify.escalations_cancel(
+        incident=incident,
+        reason=_("%(who)s acknowledged the incident first.") % {"who": actor_name(actor)},
+    )
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.ACKNOWLEDGED,
@@ -257,7 +268,7 @@ def incident_acknowledge(
         at=now,
         text=_("%(who)s acknowledged (%(via)s); escalation stopped.")
         % {"who": actor_name(actor), "via": via},
-        data={"via": via, "cancelled_timers": cancelled},
+        data={"via": via, "cancelled_timers": cancelled, "cancelled_notifications": pages},
     )
     return True
 
@@ -297,10 +308,13 @@ def incident_contain(*, incident: Incident, actor: AbstractBaseUser | None) -> I
         raise ValidationError(_("Only an open or acknowledged incident can be marked contained."))
     now = timezone.now()
     if incident.status == Incident.Status.OPEN:
-        # Containing is taking charge: it acknowledges too, and stops the paging.
-        incident.acknowledged_at = incident.acknowledged_at or now
-        incident.acknowledged_by = incident.acknowledged_by or actor
+        # Containing is taking charge: it stops the paging. It is not recorded as an
+        # acknowledgement (nobody answered the page), so acknowledged_at stays empty.
         timers.cancel_pending(incident=incident, kinds=[Timer.Kind.ESCALATION], now=now)
+        notify.escalations_cancel(
+            incident=incident,
+            reason=_("%(who)s marked the incident contained.") % {"who": actor_name(actor)},
+        )
     incident.status = Incident.Status.CONTAINED
     incident.contained_at = incident.contained_at or now
     incident.save()
@@ -324,11 +338,15 @@ def incident_resolve(
     now = timezone.now()
     incident.status = Incident.Status.RESOLVED
     incident.resolved_at = now
-    incident.acknowledged_at = incident.acknowledged_at or now
-    incident.acknowledged_by = incident.acknowledged_by or actor
+    # Not stamped acknowledged: an incident nobody acknowledged stays so in the
+    # report and the trends.
     incident.contained_at = incident.contained_at or now
     incident.save()
     cancelled = timers.cancel_pending(incident=incident, kinds=None, now=now)
+    notify.escalations_cancel(
+        incident=incident,
+        reason=_("%(who)s resolved the incident.") % {"who": actor_name(actor)},
+    )
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.RESOLVED,

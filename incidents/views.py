@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core import signing
@@ -12,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from incidents import acklinks, postmortem, services
 from incidents.models import Incident, Message, Notification, PostMortemRevision
 from incidents.selectors import incident_messages, incidents_visible_to
-from playbooks.models import Channel
+from playbooks.models import Channel, RotationMember
 
 
 @require_http_methods(["GET", "POST"])
@@ -47,6 +48,8 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
         return _page(request, "confirm", notification=notification)
 
     with transaction.atomic():
+        # Lock order: incident, then notification (incidents/escalation.py).
+        Incident.objects.select_for_update().get(pk=incident.pk)
         burned = Notification.objects.filter(
             pk=notification.pk, ack_token_used_at__isnull=True
         ).update(ack_token_used_at=timezone.now())
@@ -60,12 +63,27 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _page(request, state: str, *, notification: Notification | None = None, status: int = 200):
-    context = {
-        "state": state,
-        "notification": notification,
-        "incident": notification.incident if notification else None,
-    }
+    incident = notification.incident if notification else None
+    zone = None
+    if incident is not None and state in ("used", "not_waiting"):
+        holder = notification.recipient
+        if incidents_visible_to(holder).filter(pk=incident.pk).exists():
+            zone = _holder_zone(holder)
+        else:
+            incident = None  # the holder may no longer see it: say nothing of it
+    context = {"state": state, "notification": notification, "incident": incident, "zone": zone}
     return render(request, "incidents/ack.html", context, status=status)
+
+
+def _holder_zone(user) -> str:
+    """The link holder's time zone: their on-call rotation's, else the site's."""
+    membership = (
+        RotationMember.objects.filter(user=user)
+        .select_related("rotation")
+        .order_by("position", "pk")
+        .first()
+    )
+    return membership.rotation.timezone if membership else settings.TIME_ZONE
 
 
 @staff_member_required

@@ -66,11 +66,11 @@ def smtp_server():
 @pytest.fixture
 def beat_factory(tmp_path, transactional_db):
     """Start real Celery beat schedulers (sweep every second); stopped after the test."""
-    from tests.realstack import make_beat
+    from tests.realstack import SWEEP_SECONDS, make_beat
 
     started = []
 
-    def start(*, name="beat1", sweep_seconds=1):
+    def start(*, name="beat1", sweep_seconds=SWEEP_SECONDS):
         process = make_beat(
             tmp_path, name=name, extra_env={"CRISISDESK_SWEEP_SECONDS": str(sweep_seconds)}
         ).start()

@@ -8,6 +8,7 @@ on loopback. Tests that use it need committed data (``transactional_db``).
 
 from __future__ import annotations
 
+import asyncio
 import email
 import os
 import signal
@@ -25,7 +26,11 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from django.db import connection
 
+from incidents.escalation import REENQUEUE_AFTER
+
 ROOT = Path(__file__).resolve().parents[1]
+# The sweep interval real-stack beats run with (beat_factory).
+SWEEP_SECONDS = 1
 
 
 def free_port() -> int:
@@ -43,10 +48,19 @@ class Received:
 
 @dataclass
 class SmtpSink:
-    """An SMTP server on loopback that keeps every message it accepts."""
+    """An SMTP server on loopback that keeps every message it accepts.
+
+    With ``hold_replies`` it keeps each message's data but holds back its "250"
+    reply until ``release`` is set: the moment between the server's acceptance
+    and the sender learning of it, where a killed sender leaves a message that
+    arrived but is not marked sent. ``data_arrived`` is set on the first one.
+    """
 
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
+    hold_replies: bool = False
+    data_arrived: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
     _controller: Controller | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,6 +68,9 @@ class SmtpSink:
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.received.append(Received(list(envelope.rcpt_tos), message, time.time()))
+        self.data_arrived.set()
+        while self.hold_replies and not self.release.is_set():
+            await asyncio.sleep(0.05)
         return "250 Message accepted for delivery"
 
     def start(self) -> SmtpSink:
@@ -65,6 +82,30 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def message_ids(self) -> list[str]:
+        with self._lock:
+            return [r.message["Message-ID"] for r in self.received]
+
+    def assert_nothing_more(
+        self, count: int, *, sweep_seconds: float = SWEEP_SECONDS, after: float | None = None
+    ) -> None:
+        """Prove that nothing but the ``count`` expected e-mails arrives.
+
+        Waits until two sweep intervals past the point where the engine would
+        re-send a lost timer or e-mail (REENQUEUE_AFTER) have gone by since the
+        last expected arrival (or ``after``, a time.time()), never a fixed sleep.
+        """
+        with self._lock:
+            last = max((r.at for r in self.received), default=time.time())
+        start = max(last, after or 0.0)
+        quiet = REENQUEUE_AFTER.total_seconds() + 2 * sweep_seconds
+        time.sleep(max(0.0, start + quiet - time.time()))
+        with self._lock:
+            extra = self.received[count:]
+        assert len(self.received) == count, [
+            (r.message["Subject"], r.message["Message-ID"]) for r in extra
+        ]
 
     def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
         deadline = time.monotonic() + timeout
@@ -130,6 +171,10 @@ class CeleryProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+    def received_tasks(self, task: str) -> int:
+        """How many ``task`` messages this worker has taken from the broker so far."""
+        return self.log_path.read_text(errors="replace").count(f"Task {task}[")  # "… received"
 
 
 def celery_env(*, smtp: SmtpSink | None, extra: dict[str, str] | None = None) -> dict[str, str]:

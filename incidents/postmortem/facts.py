@@ -109,18 +109,13 @@ MILESTONES = (
 )
 
 
-def _acknowledged_at(timeline: list[TimelineEntry]) -> datetime | None:
-    """When someone acknowledged: resolving an unacknowledged incident stamps the
-    field too, but only a timeline entry says a person actually did."""
-    entry = next((e for e in timeline if e.kind == TimelineEntry.Kind.ACKNOWLEDGED), None)
-    return entry.at if entry else None
-
-
 def _milestones(incident: Incident, timeline: list[TimelineEntry]) -> list[Milestone]:
     rows = []
     previous = None
     for key, label in MILESTONES:
-        at = _acknowledged_at(timeline) if key == "acknowledged_at" else getattr(incident, key)
+        # acknowledged_at is stamped by an acknowledgement only (incident_acknowledge),
+        # never by containing or resolving: the trends read the same field.
+        at = getattr(incident, key)
         row = Milestone(key=key, label=str(label), at=at)
         if at is not None:
             row.since_opened = at - incident.opened_at if key != "detected_at" else None
@@ -160,7 +155,7 @@ def _targets(
 ) -> list[Target]:
     end = _end(incident, now)
     elapsed = end - incident.opened_at
-    acked = _acknowledged_at(timeline)
+    acked = incident.acknowledged_at
     ack_target = acknowledge_target(incident)
     ack_actual = acked - incident.opened_at if acked else None
     targets = [

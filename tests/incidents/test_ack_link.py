@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 import time_machine
 
 from incidents import acklinks, escalation, services
 from incidents.models import Incident, Notification, Timer
+from playbooks.models import OnCallRotation
 
 pytestmark = pytest.mark.django_db
 
@@ -89,3 +91,55 @@ def test_it_renders_right_to_left_in_hebrew(client, paged):
     _incident, _n, url = paged
     page = client.get(url, HTTP_ACCEPT_LANGUAGE="he").content.decode()
     assert 'dir="rtl"' in page and 'lang="he"' in page
+
+
+@pytest.fixture
+def two_paged(paged, team):
+    """Level 1 paged Noa (whose rotation keeps Jerusalem time), level 2 paged Eleni."""
+    incident, noa_page, noa_url = paged
+    OnCallRotation.objects.filter(members__user=team["people"]["noa"]).update(
+        timezone="Asia/Jerusalem"
+    )
+    level2 = Timer.objects.get(incident=incident, kind="escalation", level=2)
+    with time_machine.travel(level2.due_at, tick=False):
+        escalation.timer_fire(timer_id=level2.pk)
+    eleni_page = Notification.objects.get(incident=incident, timer=level2)
+    eleni_url = f"/incidents/ack/{acklinks.ack_token(eleni_page.message_id)}/"
+    return incident, noa_url, eleni_url
+
+
+def in_jerusalem(incident) -> str:
+    incident.refresh_from_db()
+    local = incident.acknowledged_at.astimezone(ZoneInfo("Asia/Jerusalem"))
+    return f"{local:%Y-%m-%d %H:%M %Z} (Asia/Jerusalem)"
+
+
+def test_a_second_recipient_is_told_who_acknowledged_and_when_in_their_time_zone(client, two_paged):
+    incident, noa_url, eleni_url = two_paged
+    assert client.post(eleni_url).status_code == 200  # Eleni was first
+    for page in (client.get(noa_url), client.post(noa_url)):
+        text = page.content.decode()
+        assert f"Ελένη Παπαδοπούλου acknowledged it at {in_jerusalem(incident)}." in text
+        assert incident.reference in text
+
+
+def test_a_used_link_says_who_acknowledged_and_when(client, two_paged):
+    incident, noa_url, _eleni_url = two_paged
+    client.post(noa_url)
+    page = client.get(noa_url)
+    assert page.status_code == 410
+    text = page.content.decode()
+    assert "already been used" in text
+    assert f"נועה לוי acknowledged it at {in_jerusalem(incident)}." in text
+
+
+def test_a_holder_who_may_no_longer_see_the_incident_is_told_nothing_of_it(client, two_paged, team):
+    incident, noa_url, eleni_url = two_paged
+    client.post(eleni_url)
+    Incident.objects.filter(pk=incident.pk).update(confidential=True)
+    services.role_relieve(incident=incident, role=team["roles"]["crisis-manager"])
+    for page in (client.get(noa_url), client.post(noa_url)):
+        text = page.content.decode()
+        assert "no longer needs acknowledging" in text
+        for secret in (incident.reference, incident.title, "Ελένη", "Παπαδοπούλου"):
+            assert secret not in text

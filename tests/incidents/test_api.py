@@ -583,3 +583,63 @@ def test_handing_a_role_over_through_the_api_relieves_the_previous_holder(desk):
     assert current.relieved_at is not None
     relieved = client.post(f"/api/v1/assignments/{handed.json()['id']}/relieve/")
     assert relieved.status_code == 200 and relieved.json()["relieved_at"]
+
+
+def test_notifications_filter_by_several_incidents_and_by_time_without_leaking(matrix):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from incidents.models import Notification
+
+    public, secret, people = matrix["public"], matrix["secret"], matrix["people"]
+    third = incident_services.incident_open(title="Harmadik", playbook=public.playbook)
+    t = timezone.now().replace(microsecond=0)
+    for i, incident in enumerate((public, secret, third)):
+        Notification.objects.create(
+            incident=incident, to_email=f"n{i}@example.test", reason="task_due",
+            dedupe_key=f"filters:{i}", message_id=f"<filters-{i}@example.test>", subject="s",
+            body_text="b", created_at=t - dt.timedelta(hours=i), status="sent",
+            sent_at=t - dt.timedelta(hours=i) + dt.timedelta(minutes=5),
+        )  # fmt: skip
+
+    def ids(client, params):
+        response = client.get("/api/v1/notifications/", params)
+        assert response.status_code == 200, response.json()
+        return {row["message_id"].strip("<>").split("@")[0] for row in response.json()["results"]}
+
+    manager = api(people["manager"])
+    two = {"filters-0", "filters-1", f"matrix-{public.pk}", f"matrix-{secret.pk}"}
+    assert ids(manager, {"incident": [public.pk, secret.pk]}) >= two
+    assert ids(manager, {"incident__in": f"{public.pk},{secret.pk}"}) >= two
+    assert not ids(manager, {"incident": [public.pk, secret.pk]}) & {"filters-2"}
+    window = {"created_after": (t - dt.timedelta(minutes=90)).isoformat(),
+              "created_before": (t - dt.timedelta(minutes=30)).isoformat()}  # fmt: skip
+    assert ids(manager, {**window, "reason": "task_due"}) == {"filters-1"}
+    sent = {"sent_after": (t - dt.timedelta(minutes=50)).isoformat(), "reason": "task_due"}
+    assert ids(manager, sent) == {"filters-0"}
+    sent_before = {"sent_before": (t - dt.timedelta(minutes=50)).isoformat(), "reason": "task_due"}
+    assert ids(manager, sent_before) == {"filters-1", "filters-2"}
+
+    # Someone who may not see the confidential incident: its id is a made-up id.
+    unassigned = api(people["unassigned"])
+    for key, real, made_up in [
+        ("incident", [public.pk, secret.pk], [public.pk, 999999]),
+        ("incident__in", f"{public.pk},{secret.pk}", f"{public.pk},999999"),
+        ("incident", [secret.pk], [999999]),
+        ("incident__in", f"{secret.pk}", "999999"),
+    ]:
+        a = unassigned.get("/api/v1/notifications/", {key: real})
+        b = unassigned.get("/api/v1/notifications/", {key: made_up})
+        assert (a.status_code, a.json()) == (b.status_code, b.json()), key
+    mine = ids(unassigned, {"incident__in": f"{public.pk},{third.pk}"})
+    assert "filters-1" not in mine and {"filters-0", "filters-2"} <= mine
+
+    schema = api(people["manager"]).get("/api/schema/", {"format": "json"}).json()
+    params = schema["paths"]["/api/v1/notifications/"]["get"]["parameters"]
+    by_name = {p["name"]: p for p in params}
+    for name in ("incident", "incident__in", "created_after", "created_before", "sent_after",
+                 "sent_before"):  # fmt: skip
+        assert by_name[name].get("description"), name
+    assert by_name["incident"]["schema"]["type"] == "array"
+    assert by_name["incident__in"]["explode"] is False

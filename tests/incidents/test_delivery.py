@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email
+import email.policy
 import smtplib
 
 import pytest
 import time_machine
 from django.core import mail
+from django.core.mail.backends.base import BaseEmailBackend
 from django.utils import timezone
 
 from incidents import escalation, notify, services
-from incidents.models import Notification, Timer
+from incidents.models import Incident, Notification, Timer
 
 pytestmark = pytest.mark.django_db
 
 
-class FlakyBackend:
+class FlakyBackend(BaseEmailBackend):
     """An e-mail backend that raises the error it is given, then delivers."""
 
     errors: list[Exception] = []
-
-    def __init__(self, *args, **kwargs):
-        pass
 
     def send_messages(self, messages):
         if FlakyBackend.errors:
@@ -96,3 +97,92 @@ def test_the_sweep_requeues_a_delivery_whose_process_died_mid_send(queued, broke
         assert queued.status == "queued"
         assert notify.notification_deliver(notification_id=queued.pk).endswith("sent")
     assert mail.outbox[-1].extra_headers["Message-ID"] == queued.message_id
+
+
+@pytest.mark.parametrize(
+    "title",
+    [
+        "Δεδομένα πελατών εκτέθηκαν στο διαδίκτυο",
+        "נתוני לקוחות נחשפו באתר החברה",
+        "Szolgáltatáskiesés: a fizetés nem működik a webáruházban, "
+        "a mobilalkalmazásban és a pénztáraknál sem, országszerte",
+    ],
+)
+def test_it_encodes_the_subject_so_a_parser_reads_back_exactly_the_same_text(
+    title, team, make_playbook, broker_calls, settings, monkeypatch, tmp_path
+):
+    settings.EMAIL_BACKEND = "crisisdesk.mail.EmlFileBackend"
+    monkeypatch.setattr(notify, "deliver_now", lambda ids: None)
+    incident = services.incident_open(title=title, playbook=make_playbook())
+    level1 = Timer.objects.get(incident=incident, kind="escalation", level=1)
+    with time_machine.travel(level1.due_at, tick=False):
+        escalation.timer_fire(timer_id=level1.pk)
+    n = Notification.objects.get(incident=incident)
+    with time_machine.travel(level1.due_at, tick=False):
+        assert notify.notification_deliver(notification_id=n.pk).endswith("sent")
+    assert title in n.subject and len(n.subject) > 40
+    (eml,) = (tmp_path / "mail").glob("*.eml")
+    parsed = email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)
+    assert parsed["Subject"] == n.subject
+    headers = eml.read_bytes().split(b"\r\n\r\n")[0].decode("ascii")
+    assert all(len(line) <= 78 for line in headers.split("\r\n"))
+
+
+def test_acknowledging_cancels_escalation_pages_still_in_the_outbox(queued, broker_calls):
+    """Queued, or waiting for a retry: the acknowledgement cancels them, nothing is sent."""
+    FlakyBackend.errors = [ConnectionRefusedError(111, "Connection refused")]
+    assert "will retry" in notify.notification_deliver(notification_id=queued.pk)
+    incident = queued.incident
+    level2 = Timer.objects.get(incident=incident, kind="escalation", level=2)
+    with time_machine.travel(level2.due_at, tick=False):
+        escalation.timer_fire(timer_id=level2.pk)
+    Notification.objects.update(next_attempt_at=timezone.now())
+    waiting_retry, fresh = queued, Notification.objects.get(incident=incident, timer=level2)
+    assert fresh.status == "queued"
+
+    services.incident_acknowledge(incident=incident, actor=fresh.recipient)
+    for n in (waiting_retry, fresh):
+        n.refresh_from_db()
+        assert n.status == "cancelled" and "acknowledged" in n.cancel_reason
+        with time_machine.travel(n.next_attempt_at + dt.timedelta(minutes=1), tick=False):
+            assert "not queued" in notify.notification_deliver(notification_id=n.pk)
+    assert mail.outbox == []
+    escalation.sweep()
+    assert Notification.objects.filter(status="cancelled").count() == 2
+
+
+@pytest.mark.parametrize("how", ["contain", "resolve"])
+def test_containing_or_resolving_cancels_escalation_pages_too(queued, team, how):
+    getattr(services, f"incident_{how}")(incident=queued.incident, actor=team["people"]["noa"])
+    queued.refresh_from_db()
+    assert queued.status == "cancelled" and queued.cancel_reason
+
+
+def test_delivery_rechecks_the_incident_right_before_sending(queued, team):
+    """A page claimed after the acknowledgement (e.g. the lease ran out) is cancelled, not sent."""
+    incident = queued.incident
+    Incident.objects.filter(pk=incident.pk).update(
+        status="acknowledged"
+    )  # as if committed meanwhile
+    assert "cancelled" in notify.notification_deliver(notification_id=queued.pk)
+    queued.refresh_from_db()
+    assert queued.status == "cancelled" and mail.outbox == []
+    # A page of an earlier escalation round is not wanted either.
+    n2 = Notification.objects.create(
+        incident=incident, timer=queued.timer, recipient=queued.recipient, to_email="x@example.test",
+        reason="escalation", dedupe_key="old-round", message_id="<old-round@example.test>",
+        subject="s", body_text="b",
+    )  # fmt: skip
+    Incident.objects.filter(pk=incident.pk).update(status="open", escalation_round=2)
+    assert "cancelled" in notify.notification_deliver(notification_id=n2.pk)
+    assert mail.outbox == []
+
+
+def test_a_cancelled_page_shows_its_reason_in_the_admin_and_the_api(queued, team, admin_client):
+    services.incident_acknowledge(incident=queued.incident, actor=team["people"]["eszter"])
+    page = admin_client.get(f"/admin/incidents/notification/{queued.pk}/change/").content.decode()
+    assert "Cancelled" in page and "Eszter Kovács acknowledged the incident first." in page
+    listing = admin_client.get("/admin/incidents/notification/?status=cancelled").content.decode()
+    assert "acknowledged the incident first" in listing
+    row = admin_client.get(f"/api/v1/notifications/{queued.pk}/").json()
+    assert row["status"] == "cancelled" and "acknowledged" in row["cancel_reason"]

@@ -392,3 +392,32 @@ def test_trends_keep_drills_apart_and_take_medians_per_month(db):
     assert figures["overall"]["count"] == 4
     assert figures["drills"]["count"] == 1 and figures["drills"]["tta"] == 60.0
     assert dict(figures["by_category"]) == {"Data breach": 3, "Service outage": 1}
+
+
+def test_an_incident_resolved_or_contained_without_acknowledgement_counts_as_never_acknowledged(
+    desk, clock
+):
+    """One definition of "acknowledged": the report and the trends agree (issue 9)."""
+    acked = open_incident(desk)
+    at(clock, 3)
+    incident_services.incident_acknowledge(incident=acked, actor=desk["noa"])
+    resolved = open_incident(desk)
+    contained = open_incident(desk)
+    at(clock, 30)
+    incident_services.incident_resolve(incident=resolved, actor=desk["noa"])
+    incident_services.incident_contain(incident=contained, actor=desk["noa"])
+    incident_services.incident_resolve(incident=acked, actor=desk["noa"])
+    for incident in (resolved, contained):
+        incident.refresh_from_db()
+        assert incident.acknowledged_at is None and incident.acknowledged_by is None
+        assert milestone(postmortem.report_build(incident), "acknowledged_at").at is None
+    acked.refresh_from_db()
+    assert milestone(postmortem.report_build(acked), "acknowledged_at").at == acked.acknowledged_at
+
+    figures = postmortem.trends(
+        Incident.objects.filter(pk__in=[acked.pk, resolved.pk, contained.pk])
+    )
+    overall = figures["overall"]
+    # Only the incident someone acknowledged (after 3 minutes, within its 60-second target? no).
+    assert overall["count"] == 3
+    assert overall["ack_n"] == 1 and overall["tta"] == 3.0
