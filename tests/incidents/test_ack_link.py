@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 import time_machine
 
-from incidents import acklinks, escalation, notify, services
+from incidents import acklinks, escalation, services
 from incidents.models import Incident, Notification, Timer
 
 pytestmark = pytest.mark.django_db
