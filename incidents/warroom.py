@@ -375,7 +375,7 @@ def _what_happened(incident: Incident) -> str:
     return text
 
 
-@login_required
+@_reader
 @require_http_methods(["GET", "POST"])
 def incident_action(request: HttpRequest, reference: str, action: str) -> HttpResponse:
     """One life-cycle action. Irreversible ones answer GET (and an unconfirmed POST)
@@ -442,7 +442,7 @@ def _perform(request: HttpRequest, incident: Incident, action: str, data: dict) 
     return redirect("warroom:incident", reference=incident.reference)
 
 
-@login_required
+@_reader
 @require_POST
 def task_complete(request: HttpRequest, reference: str, task_id: int) -> HttpResponse:
     incident = _visible(request, reference)
@@ -486,7 +486,7 @@ def task_complete(request: HttpRequest, reference: str, task_id: int) -> HttpRes
     return redirect(reverse("warroom:incident", args=[incident.reference]) + f"#task-{task.pk}")
 
 
-@login_required
+@_reader
 @require_POST
 def note_add(request: HttpRequest, reference: str) -> HttpResponse:
     incident = _visible(request, reference)
