@@ -102,6 +102,17 @@ def test_it_runs_an_incident_from_the_war_room(
     assert page.locator("#countdowns time.countdown").count() >= 2
     check(page, "incident-open", width)
 
+    # The dashboard lists it with its countdowns; its reference leads back to it.
+    page.click("nav >> text=Dashboard")
+    row = page.locator(f"#active tr[data-reference='{incident.reference}']")
+    assert row.locator("time.countdown").count() == 2
+    first = row.locator("time.countdown").first.inner_text()
+    page.wait_for_timeout(1100)
+    assert row.locator("time.countdown").first.inner_text() != first  # it ticks
+    check(page, "dashboard-active", width)
+    row.locator(f"a:has-text('{incident.reference}')").click()
+    page.wait_for_url(f"**/incidents/{incident.reference}/")
+
     # Acknowledge.
     page.click("#actions button:has-text('Acknowledge')")
     page.wait_for_selector(".flash >> text=Acknowledged")
