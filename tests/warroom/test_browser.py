@@ -164,3 +164,37 @@ def test_it_runs_an_incident_from_the_war_room(
     assert page.locator(f"tr[data-reference='{incident.reference}']").count() == 1
     check(page, "list", width)
     page.close()
+
+
+def test_it_reads_right_to_left_in_hebrew_on_a_phone(
+    browser, live_server, broker_calls, make_playbook
+):
+    from django.contrib.auth.models import Group
+
+    from incidents import services
+
+    ensure_groups()
+    lead = UserFactory(username="lead", email="lead@example.test")
+    lead.groups.add(Group.objects.get(name="Crisis managers"))
+    incident = services.incident_open(
+        title="סערה ברשתות החברתיות אחרי הפרסומת החדשה", playbook=make_playbook(), actor=lead
+    )
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        locale="he-IL",
+        extra_http_headers={"Accept-Language": "he"},
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    check(page, "he-dashboard", 390)
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/")
+    check(page, "he-incident", 390)
+    # Right to left: the brand starts the header on the right.
+    brand = page.locator(".desk-brand").bounding_box()
+    assert brand["x"] > 390 / 2
+    context.close()
