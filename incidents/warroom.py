@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -169,6 +169,16 @@ def _timeline(incident: Incident) -> list[TimelineEntry]:
     )
 
 
+def _timeline_context(incident: Incident, timeline: list[TimelineEntry]) -> dict:
+    # The timeline is append-only, so its highest id changes exactly when an entry
+    # is added (whatever its time): the poll sends it back and gets 204 until then.
+    return {
+        "incident": incident,
+        "timeline": timeline,
+        "timeline_last_id": max((e.pk for e in timeline), default=""),
+    }
+
+
 # ------------------------------------------------------------------ pages
 
 
@@ -270,6 +280,7 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
         .select_related("role", "user")
         .order_by("role__sort_order", "role__name", "-assumed_at")
     )
+    current = [a for a in assignments if a.relieved_at is None]
     timeline = _timeline(incident)
     pages = [e for e in timeline if e.kind == TimelineEntry.Kind.ESCALATION]
     return render(
@@ -286,9 +297,17 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
             ],
             "overdue_tasks": sum(1 for t in tasks if t.overdue),
             "open_tasks": sum(1 for t in tasks if t.status == Task.Status.OPEN),
-            "current_roles": [a for a in assignments if a.relieved_at is None],
+            "current_roles": current,
+            "unheld_roles": sorted(
+                {
+                    t.role
+                    for t in tasks
+                    if t.role_id and t.role_id not in {a.role_id for a in current}
+                },
+                key=lambda r: (r.sort_order, r.name),
+            ),
             "past_roles": [a for a in assignments if a.relieved_at is not None],
-            "timeline": timeline,
+            **_timeline_context(incident, timeline),
             "levels": _escalation_levels(incident, list(reversed(pages))),
             "pages": pages,
             "severity_form": SeverityForm(initial={"severity": incident.severity}),
@@ -303,16 +322,11 @@ def timeline_partial(request: HttpRequest, reference: str) -> HttpResponse:
     """The timeline, for htmx polling; 204 (nothing to swap) when nothing was added."""
     incident = _visible(request, reference)
     latest = request.GET.get("latest", "")
-    newest = (
-        TimelineEntry.objects.filter(incident=incident)
-        .order_by("-at", "-pk")
-        .values_list("pk", flat=True)
-        .first()
-    )
-    if latest and latest == str(newest):
+    last_id = TimelineEntry.objects.filter(incident=incident).aggregate(last=Max("pk"))["last"]
+    if latest and latest == str(last_id):
         return HttpResponse(status=204)
     return render(
-        request, "warroom/_timeline.html", {"incident": incident, "timeline": _timeline(incident)}
+        request, "warroom/_timeline.html", _timeline_context(incident, _timeline(incident))
     )
 
 
@@ -505,9 +519,7 @@ def note_add(request: HttpRequest, reference: str) -> HttpResponse:
         if error:
             return reswap(retarget(HttpResponse(error), "#note-errors"), "innerHTML")
         return render(
-            request,
-            "warroom/_timeline.html",
-            {"incident": incident, "timeline": _timeline(incident)},
+            request, "warroom/_timeline.html", _timeline_context(incident, _timeline(incident))
         )
     if error:
         messages.error(request, error)

@@ -221,7 +221,7 @@ def test_the_timeline_partial_answers_204_when_nothing_is_new(client, desk, mana
     url = f"/incidents/{incident.reference}/timeline/"
     full = client.get(url)
     assert full.status_code == 200 and b"<html" not in full.content
-    newest = incident.timeline.order_by("-at", "-pk").first()
+    newest = incident.timeline.order_by("-pk").first()
     assert client.get(url, {"latest": newest.pk}).status_code == 204
     services.note_add(incident=incident, actor=None, text="new")
     assert client.get(url, {"latest": newest.pk}).status_code == 200
@@ -244,3 +244,19 @@ def test_task_counts_are_server_side(client, desk, manager):
     Task.objects.filter(incident=incident).update(due_at=timezone.now() - dt.timedelta(minutes=5))
     html = client.get(f"/incidents/{incident.reference}/").content.decode()
     assert "2 overdue" in html
+
+
+def test_the_role_board_shows_a_role_nobody_holds(client, desk, manager):
+    incident = desk["incident"]
+    role = incident.assignments.get(role__slug="communications-lead").role
+    services.role_relieve(incident=incident, role=role, actor=manager)
+    client.force_login(manager)
+    html = client.get(f"/incidents/{incident.reference}/").content.decode()
+    board = html.split('id="roles"')[1].split("</section>")[0]
+    assert "Nobody holds this role" in board and role.name in board
+
+
+def test_the_dashboard_refreshes_its_incidents(client, desk, manager):
+    client.force_login(manager)
+    html = client.get("/").content.decode()
+    assert 'id="live"' in html and 'hx-select="#live"' in html and 'hx-trigger="every 15s"' in html
