@@ -29,7 +29,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-SCREENSHOTS = Path(settings.BASE_DIR) / "var" / "screenshots"
+SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
 PASSWORD = "pw-for-tests-only"
 
 
