@@ -257,6 +257,7 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
     timers = list(
         Timer.objects.filter(incident=incident)
         .filter(Q(state=Timer.State.PENDING) | Q(kind=Timer.Kind.FIRST_STATEMENT))
+        .select_related("audience")
         .order_by("due_at", "pk")
     )
     statements = [t for t in timers if t.kind == Timer.Kind.FIRST_STATEMENT]
@@ -281,6 +282,9 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
         .order_by("role__sort_order", "role__name", "-assumed_at")
     )
     current = [a for a in assignments if a.relieved_at is None]
+    held = {a.role_id for a in current}
+    # Roles the playbook's tasks need that nobody holds (nobody was on call, or relieved).
+    unheld = {t.role_id: t.role for t in tasks if t.role_id and t.role_id not in held}
     timeline = _timeline(incident)
     pages = [e for e in timeline if e.kind == TimelineEntry.Kind.ESCALATION]
     return render(
@@ -298,14 +302,7 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
             "overdue_tasks": sum(1 for t in tasks if t.overdue),
             "open_tasks": sum(1 for t in tasks if t.status == Task.Status.OPEN),
             "current_roles": current,
-            "unheld_roles": sorted(
-                {
-                    t.role
-                    for t in tasks
-                    if t.role_id and t.role_id not in {a.role_id for a in current}
-                },
-                key=lambda r: (r.sort_order, r.name),
-            ),
+            "unheld_roles": sorted(unheld.values(), key=lambda r: (r.sort_order, r.name)),
             "past_roles": [a for a in assignments if a.relieved_at is not None],
             **_timeline_context(incident, timeline),
             "levels": _escalation_levels(incident, list(reversed(pages))),
