@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from django import forms
+from django.contrib.auth import get_user_model
 from django.utils.translation import gettext_lazy as _
 
 from incidents.models import Incident, Severity
-from playbooks.models import Playbook, Scenario
+from playbooks.models import CrisisRole, Playbook, Scenario
 
 
 class IncidentOpenForm(forms.Form):
@@ -124,4 +125,19 @@ class IncidentFilterForm(forms.Form):
             ("no", _("Real incidents")),
             ("yes", _("Drills")),
         ],
+    )
+
+
+class PersonChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj) -> str:
+        return obj.get_full_name() or obj.get_username()
+
+
+class RoleAssignForm(forms.Form):
+    role = forms.ModelChoiceField(label=_("Role"), queryset=CrisisRole.objects.all())
+    user = PersonChoiceField(
+        label=_("Person"),
+        queryset=get_user_model()
+        .objects.filter(is_active=True)
+        .order_by("first_name", "last_name", "username"),
     )

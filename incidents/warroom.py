@@ -36,6 +36,7 @@ from incidents.forms import (
     NoteForm,
     ReasonForm,
     ResolveForm,
+    RoleAssignForm,
     SeverityForm,
     TaskCompleteForm,
 )
@@ -310,6 +311,9 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
             "severity_form": SeverityForm(initial={"severity": incident.severity}),
             "note_form": NoteForm(),
             "task_form": TaskCompleteForm(),
+            "role_form": RoleAssignForm(
+                initial={"role": min(unheld, default=None, key=lambda pk: unheld[pk].sort_order)}
+            ),
         },
     )
 
@@ -521,3 +525,23 @@ def note_add(request: HttpRequest, reference: str) -> HttpResponse:
     if error:
         messages.error(request, error)
     return redirect(reverse("warroom:incident", args=[incident.reference]) + "#timeline")
+
+
+@_reader
+@require_POST
+def role_assign(request: HttpRequest, reference: str) -> HttpResponse:
+    """Hand a role to someone (the previous holder is relieved, never erased)."""
+    incident = _visible(request, reference)
+    if not request.user.has_perm("incidents.add_roleassignment"):
+        raise PermissionDenied
+    form = RoleAssignForm(request.POST)
+    if form.is_valid():
+        role, person = form.cleaned_data["role"], form.cleaned_data["user"]
+        services.role_assign(incident=incident, role=role, user=person, actor=request.user)
+        messages.success(
+            request,
+            _("%(user)s is %(role)s.") % {"user": actor_name(person), "role": role.name},
+        )
+    else:
+        messages.error(request, _("Choose a role and a person."))
+    return redirect(reverse("warroom:incident", args=[incident.reference]) + "#roles")

@@ -12,6 +12,7 @@ urlpatterns = [
     path("incidents/<str:reference>/", warroom.incident_page, name="incident"),
     path("incidents/<str:reference>/timeline/", warroom.timeline_partial, name="timeline"),
     path("incidents/<str:reference>/notes/", warroom.note_add, name="note_add"),
+    path("incidents/<str:reference>/roles/", warroom.role_assign, name="role_assign"),
     path(
         "incidents/<str:reference>/tasks/<int:task_id>/",
         warroom.task_complete,

@@ -260,3 +260,20 @@ def test_the_dashboard_refreshes_its_incidents(client, desk, manager):
     client.force_login(manager)
     html = client.get("/").content.decode()
     assert 'id="live"' in html and 'hx-select="#live"' in html and 'hx-trigger="every 15s"' in html
+
+
+def test_it_hands_a_role_to_someone(client, desk, manager):
+    incident = desk["incident"]
+    role = incident.assignments.get(role__slug="communications-lead").role
+    client.force_login(manager)
+    page = client.get(f"/incidents/{incident.reference}/").content.decode()
+    assert 'id="role-form"' in page
+    response = client.post(
+        f"/incidents/{incident.reference}/roles/", {"role": role.pk, "user": manager.pk}
+    )
+    assert response.status_code == 302
+    current = incident.assignments.get(role=role, relieved_at__isnull=True)
+    assert current.user == manager and current.assigned_by == manager
+    assert incident.assignments.filter(role=role, relieved_at__isnull=False).count() == 1
+    bad = client.post(f"/incidents/{incident.reference}/roles/", {"role": role.pk}, follow=True)
+    assert "Choose a role and a person." in bad.content.decode()

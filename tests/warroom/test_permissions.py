@@ -94,18 +94,21 @@ def test_permission_matrix_warroom_actions(client, live_matrix, persona):
         client.force_login(user)
     may_read, may_see_secret = CAN_READ[persona]
     may_act = persona in ("assigned", "unassigned", "manager")
+    outsider = live_matrix["people"]["outsider"]
     for incident, visible in (
         (live_matrix["public"], True),
         (live_matrix["secret"], may_see_secret),
     ):
         base = f"/incidents/{incident.reference}/"
         task = Task.objects.filter(incident=incident, status="open").first()
+        role = task.role
         notes_before = TimelineEntry.objects.filter(incident=incident, kind="note").count()
         posts = {
             "acknowledge": client.post(base + "do/acknowledge/"),
             "severity": client.post(base + "do/severity/", {"severity": "3"}),
             "task": client.post(base + f"tasks/{task.pk}/", {"outcome": "done"}),
             "note": client.post(base + "notes/", {"text": "from the matrix"}),
+            "role": client.post(base + "roles/", {"role": role.pk, "user": outsider.pk}),
         }
         made_up = {
             "acknowledge": client.post(f"/incidents/{MADE_UP}/do/acknowledge/"),
@@ -134,3 +137,5 @@ def test_permission_matrix_warroom_actions(client, live_matrix, persona):
         assert (incident.severity == 3) == changed, persona
         assert (task.status == "done") == changed, persona
         assert (notes_after == notes_before + 1) == changed, persona
+        holds = incident.assignments.filter(user=outsider, relieved_at__isnull=True).exists()
+        assert holds == changed, persona
