@@ -277,3 +277,19 @@ def test_it_hands_a_role_to_someone(client, desk, manager):
     assert incident.assignments.filter(role=role, relieved_at__isnull=False).count() == 1
     bad = client.post(f"/incidents/{incident.reference}/roles/", {"role": role.pk}, follow=True)
     assert "Choose a role and a person." in bad.content.decode()
+
+
+def test_the_demo_login_reaches_the_dashboard(client, broker_calls):
+    import io
+
+    from django.core.management import call_command
+
+    out = io.StringIO()
+    call_command("seed_demo", stdout=out)
+    username, password = out.getvalue().split("Demo login: ")[1].split()[0:3:2]
+    response = client.post("/accounts/login/", {"username": username, "password": password})
+    assert response.status_code == 302 and response["Location"] == "/"
+    dashboard = client.get("/")
+    html = dashboard.content.decode()
+    assert dashboard.status_code == 200 and "War room" in html and "On call now" in html
+    assert "Open an incident" in html and "/admin/" in html
