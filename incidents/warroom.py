@@ -327,7 +327,9 @@ def timeline_partial(request: HttpRequest, reference: str) -> HttpResponse:
     if latest and latest == str(last_id):
         return HttpResponse(status=204)
     return render(
-        request, "warroom/_timeline.html", _timeline_context(incident, _timeline(incident))
+        request,
+        "warroom/_timeline.html",
+        {**_timeline_context(incident, _timeline(incident)), "oob": True},
     )
 
 
@@ -520,7 +522,9 @@ def note_add(request: HttpRequest, reference: str) -> HttpResponse:
         if error:
             return reswap(retarget(HttpResponse(error), "#note-errors"), "innerHTML")
         return render(
-            request, "warroom/_timeline.html", _timeline_context(incident, _timeline(incident))
+            request,
+            "warroom/_timeline.html",
+            {**_timeline_context(incident, _timeline(incident)), "oob": True},
         )
     if error:
         messages.error(request, error)

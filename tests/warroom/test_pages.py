@@ -227,6 +227,19 @@ def test_the_timeline_partial_answers_204_when_nothing_is_new(client, desk, mana
     assert client.get(url, {"latest": newest.pk}).status_code == 200
 
 
+def test_the_polled_timeline_brings_the_status_and_actions_along(client, desk, manager):
+    incident = desk["incident"]
+    client.force_login(manager)
+    page = client.get(f"/incidents/{incident.reference}/").content.decode()
+    assert "hx-swap-oob" not in page and "Acknowledge</button>" in page
+    services.incident_acknowledge(incident=incident, actor=desk["noa"], via="e-mail link")
+    polled = client.get(f"/incidents/{incident.reference}/timeline/").content.decode()
+    badges = polled.split('<p id="badges" hx-swap-oob="true">')[1].split("</p>")[0]
+    assert "Acknowledged" in badges
+    actions = polled.split('id="actions" hx-swap-oob="true"')[1]
+    assert "Acknowledge</button>" not in actions and "Resolve…" in actions
+
+
 def test_the_other_pages_link_back_to_the_incident(client, desk, manager):
     incident = desk["incident"]
     manager.is_staff = True
