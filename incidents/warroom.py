@@ -101,8 +101,8 @@ def _with_deadlines(qs: QuerySet[Incident], *, now: datetime) -> QuerySet[Incide
 
 
 def statement_due(incident: Incident) -> datetime | None:
-    """When the first public statement is due; None once it is out."""
-    if incident.first_statement_at is not None:
+    """When the first public statement is due; None once it is out or the incident is over."""
+    if incident.first_statement_at is not None or not incident.is_active:
         return None
     timer_at = getattr(incident, "statement_timer_at", None)
     return timer_at or incident.opened_at + timedelta(minutes=incident.first_statement_minutes)

@@ -45,6 +45,9 @@ def test_the_statement_deadline_comes_from_its_timer_then_the_incident(broker_ca
     )
     bare.first_statement_at = timezone.now()
     assert statement_due(bare) is None  # the statement is out: no countdown
+    services.incident_resolve(incident=incident, actor=None)
+    incident.refresh_from_db()
+    assert statement_due(incident) is None  # over: nothing is due any more
 
 
 def test_a_draft_playbook_is_refused_with_a_field_error(client, desk, responder):
