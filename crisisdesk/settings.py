@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "simple_history",
+    "django_htmx",
     "crisisdesk.apps.CrisisDeskConfig",
     "playbooks",
     "incidents",
@@ -88,6 +89,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records who made each change in the audit history.
     "simple_history.middleware.HistoryRequestMiddleware",
+    # request.htmx: the war room answers htmx requests with a partial.
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "crisisdesk.urls"
@@ -136,7 +139,10 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "admin:login"
+# The war room's own sign-in page (templates/registration/); the admin keeps its own.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "warroom:dashboard"
+LOGOUT_REDIRECT_URL = "login"
 ANONYMOUS_USER_NAME = None  # guardian: anonymous users get no object permissions
 
 LANGUAGE_CODE = env_str("LANGUAGE_CODE", "en")

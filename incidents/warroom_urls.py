@@ -1,0 +1,22 @@
+"""The war room's addresses (incidents/warroom.py), mounted at the site's root."""
+
+from django.urls import path
+
+from incidents import warroom
+
+app_name = "warroom"
+urlpatterns = [
+    path("", warroom.dashboard, name="dashboard"),
+    path("incidents/", warroom.incident_list, name="incidents"),
+    path("incidents/new/", warroom.incident_new, name="incident_new"),
+    path("incidents/<str:reference>/", warroom.incident_page, name="incident"),
+    path("incidents/<str:reference>/timeline/", warroom.timeline_partial, name="timeline"),
+    path("incidents/<str:reference>/notes/", warroom.note_add, name="note_add"),
+    path("incidents/<str:reference>/roles/", warroom.role_assign, name="role_assign"),
+    path(
+        "incidents/<str:reference>/tasks/<int:task_id>/",
+        warroom.task_complete,
+        name="task_complete",
+    ),
+    path("incidents/<str:reference>/do/<slug:action>/", warroom.incident_action, name="action"),
+]

@@ -1,0 +1,200 @@
+"""The war room in a real browser: headless Chromium driven by Playwright, checked with axe-core.
+
+Signs in, opens an incident from the dashboard, acknowledges it, completes a
+task, adds a note and sees it arrive on the timeline, contains and resolves it,
+at a laptop's 1,366 px and a phone's 390 px: no horizontal scrolling and no
+serious or critical accessibility violation on any page on the way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from incidents.models import Incident
+from incidents.permissions import ensure_groups
+from tests.factories import UserFactory
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(settings.VAR_DIR) / "screenshots"
+PASSWORD = "pw-for-tests-only"
+
+
+@pytest.fixture
+def browser(chromium_path, monkeypatch):
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop in this thread; the test's own ORM
+    # calls are still synchronous, so Django's async-safety guard does not apply.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def check(page, name: str, width: int) -> None:
+    """No horizontal scroll, no serious or critical axe violation; a screenshot to look at."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / f"warroom-{width}-{name}.png"), full_page=True)
+    scroll, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert scroll <= inner, f"{name} at {width} px scrolls sideways: {scroll} > {inner}"
+    results = Axe().run(page)
+    bad = [
+        (v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
+        for v in results.response["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert not bad, f"{name} at {width} px: {bad}"
+
+
+@pytest.mark.parametrize("width,height", [(1366, 768), (390, 844)])
+def test_it_runs_an_incident_from_the_war_room(
+    browser, live_server, broker_calls, make_playbook, width, height
+):
+    ensure_groups()
+    from django.contrib.auth.models import Group
+
+    lead = UserFactory(
+        username="lead", first_name="Lea", last_name="Lead", email="lead@example.test"
+    )
+    lead.groups.add(Group.objects.get(name="Crisis managers"))
+    playbook = make_playbook(title="Payment outage")
+    page = browser.new_page(viewport={"width": width, "height": height}, locale="en-GB")
+
+    # Sign in: the war room sends an anonymous visitor to its own sign-in page.
+    page.goto(f"{live_server.url}/")
+    page.wait_for_url("**/accounts/login/?next=/")
+    check(page, "login", width)
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    check(page, "dashboard-empty", width)
+
+    # Open an incident from the dashboard.
+    page.click("text=Open an incident")
+    page.wait_for_url("**/incidents/new/")
+    page.check(f"#pb-{playbook.pk}")
+    page.fill("#id_title", "Checkout returns errors for every card payment")
+    page.fill("#id_summary", "Since 10:05, every card payment fails.")
+    page.select_option("#id_severity", "1")
+    check(page, "open-form", width)
+    page.click("text=Open the incident")
+    page.wait_for_url("**/incidents/INC-*/")
+    incident = Incident.objects.get(title__startswith="Checkout returns")
+    assert incident.playbook == playbook and incident.severity == 1
+    assert page.locator("#countdowns time.countdown").count() >= 2
+    check(page, "incident-open", width)
+
+    # The dashboard lists it with its countdowns; its reference leads back to it.
+    page.click("nav >> text=Dashboard")
+    row = page.locator(f"#active tr[data-reference='{incident.reference}']")
+    assert row.locator("time.countdown").count() == 2
+    first = row.locator("time.countdown").first.inner_text()
+    page.wait_for_timeout(1100)
+    assert row.locator("time.countdown").first.inner_text() != first  # it ticks
+    check(page, "dashboard-active", width)
+    row.locator(f"a:has-text('{incident.reference}')").click()
+    page.wait_for_url(f"**/incidents/{incident.reference}/")
+
+    # Acknowledge.
+    page.click("#actions button:has-text('Acknowledge')")
+    page.wait_for_selector(".flash >> text=Acknowledged")
+    incident.refresh_from_db()
+    assert incident.status == "acknowledged" and incident.acknowledged_by == lead
+
+    # Complete the first task.
+    task = incident.tasks.order_by("position").first()
+    page.fill(f"#note-{task.pk}", "done on the phone")
+    page.click(f"#task-{task.pk} button[value=done]")
+    page.wait_for_selector(f"#task-{task.pk}[data-status=done]")
+    task.refresh_from_db()
+    assert task.status == "done" and task.done_by == lead
+
+    # Add a note: it arrives on the timeline without a page load.
+    page.evaluate("window.__same_page = true")
+    page.fill("#id_text", "Payment provider confirms an outage on their side.")
+    page.click("text=Add note")
+    page.wait_for_selector("#timeline >> text=Payment provider confirms an outage")
+    assert page.evaluate("window.__same_page") is True
+    assert page.input_value("#id_text") == ""
+    check(page, "incident-acknowledged", width)
+
+    # The timeline refreshes itself: an entry written elsewhere shows up within a poll.
+    from incidents import services
+
+    services.note_add(incident=incident, actor=None, text="Written by someone else")
+    page.wait_for_selector("#timeline >> text=Written by someone else", timeout=12_000)
+
+    # Contain, with its confirmation step.
+    page.click("text=Mark contained…")
+    page.wait_for_url("**/do/contain/")
+    check(page, "confirm-contain", width)
+    page.click("button:has-text('Yes: Mark contained')")
+    page.wait_for_selector(".flash >> text=Marked contained")
+
+    # Resolve, with its confirmation step.
+    page.click("text=Resolve…")
+    page.wait_for_url("**/do/resolve/")
+    page.fill("#id_summary", "The provider fixed it.")
+    page.click("button:has-text('Yes: Resolve')")
+    page.wait_for_selector(".flash >> text=Resolved")
+    incident.refresh_from_db()
+    assert incident.status == "resolved"
+    check(page, "incident-resolved", width)
+
+    # The list shows it among the past incidents.
+    page.goto(f"{live_server.url}/incidents/?status=past")
+    assert page.locator(f"tr[data-reference='{incident.reference}']").count() == 1
+    check(page, "list", width)
+    page.close()
+
+
+def test_it_reads_right_to_left_in_hebrew_on_a_phone(
+    browser, live_server, broker_calls, make_playbook
+):
+    from django.contrib.auth.models import Group
+
+    from incidents import services
+
+    ensure_groups()
+    lead = UserFactory(username="lead", email="lead@example.test")
+    lead.groups.add(Group.objects.get(name="Crisis managers"))
+    incident = services.incident_open(
+        title="סערה ברשתות החברתיות אחרי הפרסומת החדשה", playbook=make_playbook(), actor=lead
+    )
+    context = browser.new_context(
+        viewport={"width": 390, "height": 844},
+        locale="he-IL",
+        extra_http_headers={"Accept-Language": "he"},
+    )
+    page = context.new_page()
+    page.goto(f"{live_server.url}/accounts/login/")
+    assert page.locator("html").get_attribute("dir") == "rtl"
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    check(page, "he-dashboard", 390)
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/")
+    check(page, "he-incident", 390)
+    # Right to left: the brand starts the header on the right.
+    brand = page.locator(".desk-brand").bounding_box()
+    assert brand["x"] > 390 / 2
+    context.close()

@@ -1,0 +1,56 @@
+"""Every war-room page reads in a fixed number of queries, whatever the number of rows."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from incidents import services
+from incidents.models import Task
+
+pytestmark = pytest.mark.django_db
+
+
+def _grow(incident, n, actor):
+    Task.objects.bulk_create(
+        Task(
+            incident=incident, position=100 + i, phase="assess", title=f"Extra {i}", assignee=actor
+        )
+        for i in range(n)
+    )
+    for i in range(n):
+        services.note_add(incident=incident, actor=actor, text=f"note {i}")
+
+
+def _queries(client, path) -> int:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(path)
+    assert response.status_code == 200, path
+    return len(ctx.captured_queries)
+
+
+@pytest.mark.parametrize("suffix", ["", "timeline/"])
+def test_the_incident_page_reads_in_fixed_queries(client, desk, manager, suffix):
+    small = desk["incident"]
+    big = services.incident_open(title="Big one", playbook=small.playbook)
+    _grow(small, 5, manager)
+    _grow(big, 50, manager)
+    client.force_login(manager)
+    _queries(client, "/")  # warm the session and permission caches
+    assert _queries(client, f"/incidents/{small.reference}/{suffix}") == _queries(
+        client, f"/incidents/{big.reference}/{suffix}"
+    )
+
+
+def test_the_dashboard_and_list_read_in_fixed_queries(client, desk, manager):
+    playbook = desk["incident"].playbook
+    client.force_login(manager)
+    _queries(client, "/")
+    for _ in range(4):
+        services.incident_open(title="Small batch", playbook=playbook)
+    few = (_queries(client, "/"), _queries(client, "/incidents/"))
+    for _ in range(45):
+        services.incident_open(title="Big batch", playbook=playbook)
+    many = (_queries(client, "/"), _queries(client, "/incidents/"))
+    assert few == many
