@@ -5,7 +5,9 @@ here, after every migrate). A confidential incident is visible only to holders
 of *Can see every confidential incident* (crisis managers) and to the people
 assigned to it: assignment grants the object permission ``view_incident`` on
 that incident (django-guardian) and relieving withdraws it, unless the person
-still holds another role on it. Being paged by its escalation policy grants it
+still holds another role on it. Whoever opens a confidential incident gets the
+same permission (they are on it), withdrawn the same way if they take a role on
+it and are relieved. Being paged by its escalation policy grants it
 too: whoever is e-mailed about a confidential incident may open it.
 ``incidents.selectors.incidents_visible_to`` reads exactly this, and every
 surface reads through it.
@@ -123,6 +125,11 @@ def on_post_migrate(sender, **kwargs) -> None:
 
 def grant_assignment(*, incident, user: AbstractBaseUser) -> None:
     assign_perm(ASSIGNED_PERM, user, incident)
+
+
+def grant_opener(*, incident, user: AbstractBaseUser) -> None:
+    """Whoever opens a confidential incident is on it, as if assigned."""
+    grant_assignment(incident=incident, user=user)
 
 
 def withdraw_assignment(*, incident, user: AbstractBaseUser) -> None:

@@ -1,11 +1,29 @@
-"""Reads for the response side, in a fixed number of queries."""
+"""Reads for the response side, in a fixed number of queries.
+
+Visibility: ``incidents_visible_to(user)`` is the rule, and every model that
+belongs to an incident has one selector built on it (``messages_visible_to``,
+``postmortems_visible_to``...). Every surface reads through them: API querysets
+and related fields, admin querysets, form choices and history, HTML pages and
+exports. What a selector leaves out answers exactly like a row that does not exist.
+"""
 
 from __future__ import annotations
 
 from django.db.models import Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from incidents.models import Incident, Message, MessageRevision, Notification
+from incidents.models import (
+    ActionItem,
+    Incident,
+    Message,
+    MessageRevision,
+    Notification,
+    PostMortem,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+    Timer,
+)
 from incidents.permissions import ASSIGNED_PERM, VIEW_CONFIDENTIAL
 
 
@@ -49,3 +67,55 @@ def incidents_visible_to(user) -> QuerySet[Incident]:
         accept_global_perms=False,
     )
     return Incident.objects.filter(Q(confidential=False) | Q(pk__in=assigned.values("pk")))
+
+
+def messages_visible_to(user) -> QuerySet[Message]:
+    return Message.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def postmortems_visible_to(user) -> QuerySet[PostMortem]:
+    return PostMortem.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def action_items_visible_to(user) -> QuerySet[ActionItem]:
+    return ActionItem.objects.filter(postmortem__incident__in=incidents_visible_to(user))
+
+
+def timers_visible_to(user) -> QuerySet[Timer]:
+    return Timer.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def notifications_visible_to(user) -> QuerySet[Notification]:
+    """The outbox rows of visible incidents, and those of no incident (playbook reviews)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Notification.objects.none()
+    return Notification.objects.filter(
+        Q(incident__isnull=True) | Q(incident__in=incidents_visible_to(user))
+    )
+
+
+def tasks_visible_to(user) -> QuerySet[Task]:
+    return Task.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def assignments_visible_to(user) -> QuerySet[RoleAssignment]:
+    return RoleAssignment.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def timeline_visible_to(user) -> QuerySet[TimelineEntry]:
+    return TimelineEntry.objects.filter(incident__in=incidents_visible_to(user))
+
+
+# The selector of each model that belongs to an incident, for code that picks by model
+# (admin form fields, the admin's view-on-site shortcut).
+VISIBLE_BY_MODEL = {
+    Incident: incidents_visible_to,
+    Message: messages_visible_to,
+    PostMortem: postmortems_visible_to,
+    ActionItem: action_items_visible_to,
+    Timer: timers_visible_to,
+    Notification: notifications_visible_to,
+    Task: tasks_visible_to,
+    RoleAssignment: assignments_visible_to,
+    TimelineEntry: timeline_visible_to,
+}

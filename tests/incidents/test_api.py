@@ -394,7 +394,7 @@ def test_post_mortems_and_action_items_through_the_api(desk):
     edited = r.post(f"/api/v1/postmortems/{pm}/edit/", {"summary": "Kártyaadatok."}, format="json")
     assert edited.status_code == 200 and edited.json()["summary"] == "Kártyaadatok."
     assert r.post(f"/api/v1/postmortems/{pm}/submit/").json()["status"] == "in_review"
-    assert r.post(f"/api/v1/postmortems/{pm}/publish/").status_code == 400  # no permission
+    assert r.post(f"/api/v1/postmortems/{pm}/publish/").status_code == 403  # no permission
     published = api(manager).post(f"/api/v1/postmortems/{pm}/publish/")
     assert published.status_code == 201 and published.json()["number"] == 1
 
