@@ -9,7 +9,7 @@ exports. What a selector leaves out answers exactly like a row that does not exi
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from incidents.models import (
@@ -24,7 +24,7 @@ from incidents.models import (
     TimelineEntry,
     Timer,
 )
-from incidents.permissions import ASSIGNED_PERM, VIEW_CONFIDENTIAL
+from incidents.permissions import ASSIGNED_PERM, PAGE_REASON, VIEW_CONFIDENTIAL
 
 
 def incident_messages(
@@ -51,9 +51,13 @@ def incident_messages(
 
 
 def incidents_visible_to(user) -> QuerySet[Incident]:
-    """Every incident this person may see: a confidential one only with the
-    see-every-confidential permission (crisis managers) or the object permission
-    that assignment grants and relieving withdraws (incidents/permissions.py)."""
+    """Every incident this person may see (the rule is in incidents/permissions.py).
+
+    A confidential one only with the see-every-confidential permission (crisis
+    managers), the object permission that assignment and opening grant and relieving
+    withdraws, or a page about it: an escalation e-mail to this person, while the
+    incident is not closed and unless they were relieved of a role on it since.
+    """
     if user is None or not user.is_authenticated or not user.is_active:
         return Incident.objects.none()
     if user.is_superuser or user.has_perm(VIEW_CONFIDENTIAL):
@@ -66,7 +70,20 @@ def incidents_visible_to(user) -> QuerySet[Incident]:
         with_superuser=False,
         accept_global_perms=False,
     )
-    return Incident.objects.filter(Q(confidential=False) | Q(pk__in=assigned.values("pk")))
+    relieved_since = RoleAssignment.objects.filter(
+        incident=OuterRef("incident"), user=user, relieved_at__gt=OuterRef("created_at")
+    )
+    # A page cancelled before it went out (someone acknowledged first) told nobody anything.
+    paged = (
+        Notification.objects.filter(incident=OuterRef("pk"), recipient=user, reason=PAGE_REASON)
+        .exclude(status=Notification.Status.CANCELLED)
+        .exclude(Exists(relieved_since))
+    )
+    return Incident.objects.filter(
+        Q(confidential=False)
+        | Q(pk__in=assigned.values("pk"))
+        | (~Q(status=Incident.Status.CLOSED) & Exists(paged))
+    )
 
 
 def messages_visible_to(user) -> QuerySet[Message]:

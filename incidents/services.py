@@ -17,10 +17,11 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import notify, permissions, postmortem, timers
+from incidents import acklinks, notify, permissions, postmortem, timers
 from incidents.models import (
     IdempotencyKey,
     Incident,
+    Notification,
     ReferenceCounter,
     RoleAssignment,
     Task,
@@ -343,6 +344,41 @@ def incident_acknowledge(
         data={"via": via, "cancelled_timers": cancelled, "cancelled_notifications": pages},
     )
     return True
+
+
+@transaction.atomic
+def incident_acknowledge_by_link(*, token: str, now: datetime | None = None) -> acklinks.AckLink:
+    """Acknowledge through the one-click link of an escalation e-mail, as its holder.
+
+    1. Read the link (``acklinks.ack_link_read``): only a live one goes on, i.e. a
+       genuine, unexpired, unused link whose holder may still see the incident.
+    2. Lock the incident (the lock order of every path: incident, then notification)
+       and check it still waits; if a colleague was first, answer what a spent link says.
+    3. Burn the token by a conditional update; only the request that changed the row
+       goes on, any other answers like a dead link.
+    4. Acknowledge in the holder's name, in this same transaction.
+    """
+    now = now or timezone.now()
+    link = acklinks.ack_link_read(token)
+    if link.state != acklinks.LIVE:
+        return link
+    notification = link.notification
+    incident = _locked(notification.incident)
+    notification.incident = incident
+    if incident.status != Incident.Status.OPEN:
+        return acklinks.ack_link_spent(notification)
+    burned = Notification.objects.filter(pk=notification.pk, ack_token_used_at__isnull=True).update(
+        ack_token_used_at=now
+    )
+    if burned != 1:
+        return acklinks.DEAD_LINK
+    incident_acknowledge(
+        incident=incident, actor=notification.recipient, via="e-mail link", now=now
+    )
+    notification.refresh_from_db()
+    incident.refresh_from_db()
+    notification.incident = incident
+    return acklinks.AckLink(acklinks.DONE, notification)
 
 
 @transaction.atomic

@@ -4,6 +4,8 @@ view-on-site shortcut, idempotent replays), tested as an outsider would try them
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 from django.contrib.contenttypes.models import ContentType
 
@@ -361,3 +363,129 @@ def test_whoever_opens_a_confidential_incident_can_see_it(client, matrix):
     incident = Incident.objects.get(title="Admin titok")
     assert incident.confidential
     assert client.get(f"/admin/incidents/incident/{incident.pk}/change/").status_code == 200
+
+
+# ------------------------------------------------------------------ 9. acknowledge links
+
+
+@pytest.fixture
+def paged_secret(matrix):
+    """A confidential incident whose level-1 page went to the on-call crisis manager."""
+    import time_machine
+
+    from incidents import acklinks, escalation
+    from incidents.models import Notification, Timer
+
+    desk = matrix["desk"]
+    secret = incident_services.incident_open(
+        title="Titkos adatszivárgás", confidential=True, playbook=matrix["public"].playbook
+    )
+    level1 = Timer.objects.get(incident=secret, kind="escalation", level=1)
+    with time_machine.travel(level1.due_at, tick=False):
+        escalation.timer_fire(timer_id=level1.pk)
+    page = Notification.objects.get(incident=secret, reason="escalation")
+    assert page.recipient == desk["noa"]
+    url = f"/incidents/ack/{acklinks.ack_token(page.message_id)}/"
+    return {"incident": secret, "page": page, "url": url, "holder": desk["noa"]}
+
+
+def _dead_link_page(client):
+    from incidents import acklinks
+
+    forged = acklinks.ack_token("<made-up@example.test>")
+    return client.get(f"/incidents/ack/{forged}/")
+
+
+def _same_page(response, reference):
+    return response.status_code, _text(response).replace(reference, "")
+
+
+def test_an_acknowledge_link_dies_when_its_holder_is_relieved(client, paged_secret, matrix):
+    secret, url = paged_secret["incident"], paged_secret["url"]
+    assert secret.title in _text(client.get(url))  # live: the holder may see it
+    role = secret.assignments.get(user=paged_secret["holder"], relieved_at__isnull=True).role
+    after_the_page = paged_secret["page"].created_at + dt.timedelta(minutes=1)
+    incident_services.role_assign(
+        incident=secret, role=role, user=matrix["people"]["assigned"], now=after_the_page
+    )
+    shown, dead = client.get(url), _dead_link_page(client)
+    assert not _reveals(_text(shown), secret)
+    assert (shown.status_code, _text(shown)) == (dead.status_code, _text(dead))
+    posted = client.post(url)
+    assert (posted.status_code, _text(posted)) == (dead.status_code, _text(dead))
+    secret.refresh_from_db()
+    assert secret.status == "open" and secret.acknowledged_by is None
+
+
+def test_a_used_link_says_nothing_of_the_incident(client, paged_secret):
+    secret, url = paged_secret["incident"], paged_secret["url"]
+    done = client.post(url)
+    assert done.status_code == 200 and "is acknowledged" in _text(done)
+    dead = _dead_link_page(client)
+    for response in (client.get(url), client.post(url)):
+        assert not _reveals(_text(response), secret)
+        assert (response.status_code, _text(response)) == (dead.status_code, _text(dead))
+
+
+def test_a_link_made_unnecessary_by_a_colleague_says_who_and_when_only(client, paged_secret):
+    """The holder may still see the incident: the link may say who acknowledged first."""
+    secret, url = paged_secret["incident"], paged_secret["url"]
+    colleague = member("colleague", "Crisis managers", first_name="Kolléga")
+    incident_services.incident_acknowledge(incident=secret, actor=colleague)
+    for response in (client.get(url), client.post(url)):
+        assert response.status_code == 200
+        text = _text(response)
+        assert "Kolléga" in text and "acknowledged it at" in text
+        # The reference, who and when: nothing else of the incident.
+        assert secret.title not in text and secret.get_severity_display() not in text
+        assert secret.get_status_display() not in text
+
+
+def test_the_link_service_burns_and_acknowledges_once(paged_secret):
+    from incidents.acklinks import ack_token
+
+    page, secret = paged_secret["page"], paged_secret["incident"]
+    token = ack_token(page.message_id)
+    first = incident_services.incident_acknowledge_by_link(token=token)
+    again = incident_services.incident_acknowledge_by_link(token=token)
+    assert (first.state, again.state) == ("done", "dead")
+    assert again.incident is None
+    secret.refresh_from_db()
+    page.refresh_from_db()
+    assert secret.acknowledged_by == paged_secret["holder"] and page.ack_token_used_at
+
+
+# ------------------------------------------------------------------ 10. paged, while not closed
+
+
+def test_being_paged_shows_a_confidential_incident_until_it_closes(paged_secret, matrix):
+    from incidents.selectors import incidents_visible_to
+
+    secret = paged_secret["incident"]
+    pager = member("pager", "Responders")
+    paged_only = member("night", "Responders")
+    from incidents.models import Notification
+
+    Notification.objects.create(
+        incident=secret,
+        recipient=paged_only,
+        to_email="night@example.test",
+        reason="escalation",
+        dedupe_key="night",
+        message_id="<night@example.test>",
+        status=Notification.Status.SENT,  # delivered: resolving cancels only unsent pages
+        subject="s",
+        body_text="b",
+    )
+
+    def sees(user):
+        return incidents_visible_to(user).filter(pk=secret.pk).exists()
+
+    assigned = paged_secret["holder"]
+    assert sees(paged_only) and sees(assigned) and not sees(pager)
+    incident_services.incident_resolve(incident=secret, actor=None)
+    assert sees(paged_only)  # resolved is not closed: the post-mortem is still written
+    incident_services.incident_close(incident=secret, actor=None)
+    assert not sees(paged_only)
+    assert api(paged_only).get(f"/api/v1/incidents/{secret.pk}/").status_code == 404
+    assert sees(assigned)  # holding a role on it, the crisis manager still sees it
