@@ -489,3 +489,21 @@ def test_being_paged_shows_a_confidential_incident_until_it_closes(paged_secret,
     assert not sees(paged_only)
     assert api(paged_only).get(f"/api/v1/incidents/{secret.pk}/").status_code == 404
     assert sees(assigned)  # holding a role on it, the crisis manager still sees it
+
+
+def test_the_migration_withdraws_the_grants_paging_left_behind(matrix):
+    import importlib
+
+    from django.apps import apps
+    from guardian.shortcuts import assign_perm, get_perms
+
+    migration = importlib.import_module("incidents.migrations.0008_withdraw_paging_grants")
+    secret = matrix["secret"]
+    once_paged = member("once-paged", "Responders")
+    assign_perm("incidents.view_incident", once_paged, secret)  # what paging used to do
+    opener = member("opener", "Responders")
+    opened = incident_services.incident_open(title="Nyitott", confidential=True, actor=opener)
+    migration.withdraw(apps, None)
+    assert "view_incident" not in get_perms(once_paged, secret)
+    assert "view_incident" in get_perms(matrix["people"]["assigned"], secret)  # holds a role
+    assert "view_incident" in get_perms(opener, opened)
