@@ -253,6 +253,9 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Public on purpose: the schema and Swagger UI describe the API's shapes and carry no
+    # row of data (tests/incidents/test_leaks.py checks that no incident appears in them).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # Swagger UI from the installed sidecar package: no CDN.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
@@ -271,6 +274,10 @@ SPECTACULAR_SETTINGS = {
         "ActionItemStatusEnum": "incidents.models.ActionItemStatus",
     },
 }
+
+# The audit history is read, never written back: no admin history page offers to revert
+# (crisisdesk.admin_tools.AuditHistoryAdmin also refuses the POST itself).
+SIMPLE_HISTORY_REVERT_DISABLED = True
 
 LOGGING = {
     "version": 1,

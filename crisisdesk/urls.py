@@ -5,6 +5,7 @@ from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from crisisdesk.admin_tools import view_on_site
 from incidents import api as incidents_api
 from playbooks import api as playbooks_api
 
@@ -57,5 +58,12 @@ urlpatterns = [
     path("incidents/", include("incidents.urls")),
     # After incidents.urls: /incidents/trends/ is not an incident reference.
     path("", include("incidents.warroom_urls")),
+    # Before the admin's own route of the same name: objects resolved through the
+    # visibility selectors, one 404 for hidden and made-up alike.
+    path(
+        "admin/r/<path:content_type_id>/<path:object_id>/",
+        admin.site.admin_view(view_on_site),
+        name="view_on_site",
+    ),
     path("admin/", admin.site.urls),
 ]

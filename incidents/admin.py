@@ -9,8 +9,8 @@ from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
-from simple_history.admin import SimpleHistoryAdmin
 
+from crisisdesk.admin_tools import AuditHistoryAdmin
 from incidents import comms, postmortem, services
 from incidents.models import (
     ActionItem,
@@ -26,7 +26,7 @@ from incidents.models import (
     TimelineEntry,
     Timer,
 )
-from incidents.selectors import incidents_visible_to
+from incidents.selectors import VISIBLE_BY_MODEL
 from playbooks.models import Playbook
 
 
@@ -94,8 +94,28 @@ class IncidentOpenForm(forms.ModelForm):
         self.fields["category"].help_text = _("Empty: the playbook's scenario.")
 
 
+class VisibleChoicesMixin:
+    """Every field that chooses a record of an incident (an incident, message,
+    post-mortem, action item...) offers only those this person may see."""
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        selector = VISIBLE_BY_MODEL.get(db_field.related_model)
+        if selector is not None:
+            kwargs["queryset"] = selector(request.user)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+
+class VisibleRowsMixin(VisibleChoicesMixin):
+    """Rows come through the model's visibility selector, as on every other surface:
+    confidential incidents and their records only for crisis managers and the people
+    on them. Change pages, history, autocomplete and actions all start here."""
+
+    def get_queryset(self, request):
+        return super().get_queryset(request) & VISIBLE_BY_MODEL[self.model](request.user)
+
+
 @admin.register(Incident)
-class IncidentAdmin(SimpleHistoryAdmin):
+class IncidentAdmin(VisibleRowsMixin, AuditHistoryAdmin):
     list_display = (
         "reference", "title", "severity", "status", "category", "confidential", "drill",
         "opened_at", "acknowledged_at",
@@ -111,11 +131,6 @@ class IncidentAdmin(SimpleHistoryAdmin):
         "acknowledged_at", "first_statement_at", "contained_at", "resolved_at", "closed_at",
         "escalation_round", "first_statement_minutes", "communications", "postmortem_link",
     )  # fmt: skip
-
-    def get_queryset(self, request):
-        # The same visibility as every other surface: confidential incidents only
-        # for crisis managers and the people assigned to them.
-        return incidents_visible_to(request.user)
 
     @admin.display(description=_("post-mortem"))
     def postmortem_link(self, obj: Incident):
@@ -146,14 +161,8 @@ class IncidentAdmin(SimpleHistoryAdmin):
         if obj is None:
             return ()
         # Severity changes go through the service (timeline entry); the rest is fixed.
-        return (
-            *self.readonly_fields,
-            "severity",
-            "category",
-            "confidential",
-            "drill",
-            "detected_at",
-        )
+        fixed = ("severity", "category", "confidential", "drill", "detected_at")
+        return list(dict.fromkeys([*super().get_readonly_fields(request, obj), *fixed]))
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else ()
@@ -227,23 +236,6 @@ class IncidentAdmin(SimpleHistoryAdmin):
         return HttpResponseRedirect(reverse("admin:incidents_incident_change", args=[obj.pk]))
 
 
-class VisibleIncidentsMixin:
-    """Rows of incidents this person may not see are absent, as on every other surface."""
-
-    def get_queryset(self, request):
-        from django.db.models import Q
-
-        visible = incidents_visible_to(request.user)
-        return (
-            super().get_queryset(request).filter(Q(incident__isnull=True) | Q(incident__in=visible))
-        )
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "incident":
-            kwargs["queryset"] = incidents_visible_to(request.user)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
-
-
 class DeliveryAttemptInline(ReadOnlyInline):
     model = DeliveryAttempt
     fields = ("at", "ok", "permanent", "error")
@@ -251,7 +243,7 @@ class DeliveryAttemptInline(ReadOnlyInline):
 
 
 @admin.register(Notification)
-class NotificationAdmin(VisibleIncidentsMixin, admin.ModelAdmin):
+class NotificationAdmin(VisibleRowsMixin, admin.ModelAdmin):
     """The outbox: every e-mail CrisisDesk sent or tried to send, readable here."""
 
     list_display = (
@@ -271,7 +263,7 @@ class NotificationAdmin(VisibleIncidentsMixin, admin.ModelAdmin):
 
 
 @admin.register(Timer)
-class TimerAdmin(VisibleIncidentsMixin, admin.ModelAdmin):
+class TimerAdmin(VisibleRowsMixin, admin.ModelAdmin):
     list_display = (
         "incident",
         "kind",
@@ -319,9 +311,9 @@ class MessageDraftForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["body"].required = False
         self.fields["body"].help_text = _("Leave empty to start from the template.")
-        self.fields["incident"].queryset = Incident.objects.filter(
-            status__in=Incident.ACTIVE_STATUSES
-        )
+        # Narrow the admin's choices (the incidents this person may see), never replace them.
+        incident = self.fields["incident"]
+        incident.queryset = incident.queryset.filter(status__in=Incident.ACTIVE_STATUSES)
 
     def clean(self):
         data = super().clean()
@@ -362,7 +354,7 @@ class DeliveryInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
+class MessageAdmin(VisibleRowsMixin, AuditHistoryAdmin):
     list_display = (
         "created_at",
         "incident",
@@ -444,7 +436,7 @@ class MessageAdmin(VisibleIncidentsMixin, SimpleHistoryAdmin):
         fixed = [f for f in self.get_fields(request, obj) if f not in ("subject", "body")]
         if obj.status not in Message.EDITABLE:
             fixed += ["subject", "body"]
-        return fixed
+        return list(dict.fromkeys([*super().get_readonly_fields(request, obj), *fixed]))
 
     @admin.display(description=_("boilerplate"))
     def boilerplate_warning(self, obj: Message):
@@ -642,7 +634,7 @@ class RevisionInlinePM(ReadOnlyInline):
 
 
 @admin.register(PostMortem)
-class PostMortemAdmin(SimpleHistoryAdmin):
+class PostMortemAdmin(VisibleRowsMixin, AuditHistoryAdmin):
     list_display = ("incident", "status", "revision", "updated_at", "published_at")
     list_filter = ("status",)
     search_fields = ("incident__reference", "incident__title", "summary")
@@ -658,12 +650,7 @@ class PostMortemAdmin(SimpleHistoryAdmin):
     )  # fmt: skip
 
     def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .filter(incident__in=incidents_visible_to(request.user))
-            .select_related("incident")
-        )
+        return super().get_queryset(request).select_related("incident")
 
     def has_add_permission(self, request) -> bool:
         return False  # started by resolving an incident, or its "Start the post-mortem"
@@ -719,6 +706,9 @@ class PostMortemAdmin(SimpleHistoryAdmin):
             except ValidationError as exc:
                 messages.warning(request, f"{pm.incident.reference}: {'; '.join(exc.messages)}")
                 continue
+            except PermissionDenied as exc:
+                messages.error(request, f"{pm.incident.reference}: {exc}")
+                continue
             ok += 1
         if ok:
             messages.success(request, done % {"n": ok})
@@ -742,7 +732,7 @@ class OverdueFilter(admin.SimpleListFilter):
 
 
 @admin.register(ActionItem)
-class ActionItemAdmin(SimpleHistoryAdmin):
+class ActionItemAdmin(VisibleRowsMixin, AuditHistoryAdmin):
     list_display = (
         "title", "kind", "owner", "due_on", "overdue", "status", "playbook", "produced_version",
     )  # fmt: skip
@@ -752,13 +742,6 @@ class ActionItemAdmin(SimpleHistoryAdmin):
     autocomplete_fields = ("owner",)
     readonly_fields = ("produced_version", "created_at", "done_at", "last_reminded_on")
     actions = ("revise_playbook", "mark_done")
-
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .filter(postmortem__incident__in=incidents_visible_to(request.user))
-        )
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False

@@ -1,15 +1,16 @@
 """REST API for response: incidents and everything recorded on them.
 
-Every queryset starts from ``incidents_visible_to``: a confidential incident and
-all its tasks, timeline, messages, timers and notifications are invisible (404,
-absent from lists, filters and search) to anyone not allowed to see it. Every
-write calls the same service as the admin.
+Every queryset, and every field that names a record of an incident, reads through
+the visibility selectors (incidents/selectors.py): a confidential incident and all
+its tasks, timeline, messages, timers, notifications, post-mortem and action items
+are invisible (404, absent from lists, filters, search and the browsable API's
+forms) to anyone not allowed to see it. Every write calls the same service as the
+admin.
 """
 
 from __future__ import annotations
 
 import django_filters
-from django.db import IntegrityError, transaction
 from django.forms import ModelChoiceField
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -30,7 +31,6 @@ from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
 from incidents import comms, postmortem, services
 from incidents.models import (
     ActionItem,
-    IdempotencyKey,
     Incident,
     Message,
     Notification,
@@ -41,7 +41,17 @@ from incidents.models import (
     TimelineEntry,
     Timer,
 )
-from incidents.selectors import incidents_visible_to
+from incidents.selectors import (
+    action_items_visible_to,
+    assignments_visible_to,
+    incidents_visible_to,
+    messages_visible_to,
+    notifications_visible_to,
+    postmortems_visible_to,
+    tasks_visible_to,
+    timeline_visible_to,
+    timers_visible_to,
+)
 from playbooks.models import Playbook, StakeholderGroup
 
 ERRORS = {
@@ -51,21 +61,17 @@ ERRORS = {
 }
 
 
-def visible(user):
-    return incidents_visible_to(user)
-
-
 @extend_schema_field(OpenApiTypes.INT)
 class VisibleIncidentField(serializers.PrimaryKeyRelatedField):
     """An incident id the user may see. Any other id reads as not existing, with the
     same message as a made-up one, so existence never leaks."""
 
     def get_queryset(self):
-        return visible(self.context["request"].user)
+        return incidents_visible_to(self.context["request"].user)
 
 
 def _visible_for_filter(request):
-    return visible(request.user) if request is not None else Incident.objects.none()
+    return incidents_visible_to(request.user) if request is not None else Incident.objects.none()
 
 
 def scoped_filterset(model, fields: tuple[str, ...]):
@@ -144,7 +150,7 @@ class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     ordering = ("-opened_at",)
 
     def get_queryset(self):
-        return visible(self.request.user).order_by("-opened_at", "pk")
+        return incidents_visible_to(self.request.user).order_by("-opened_at", "pk")
 
     @extend_schema(
         request=IncidentOpenSerializer,
@@ -153,7 +159,10 @@ class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
                 "Idempotency-Key",
                 OpenApiTypes.STR,
                 OpenApiParameter.HEADER,
-                description="Retrying with the same key returns the same incident.",
+                description=(
+                    "Retrying with the same key (yours alone) returns the same incident, "
+                    "while you may still see it."
+                ),
             )
         ],
         responses={201: IncidentSerializer, 200: IncidentSerializer, **ERRORS},
@@ -161,23 +170,13 @@ class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         form = IncidentOpenSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        key = (request.headers.get("Idempotency-Key") or "").strip()
-        if len(key) > 200:
-            raise serializers.ValidationError({"Idempotency-Key": ["At most 200 characters."]})
-        if key:
-            existing = IdempotencyKey.objects.filter(user=request.user, key=key).first()
-            if existing is not None:
-                return Response(self.get_serializer(existing.incident).data)
-        try:
-            with transaction.atomic():
-                incident = services.incident_open(actor=request.user, **form.validated_data)
-                if key:
-                    IdempotencyKey.objects.create(user=request.user, key=key, incident=incident)
-        except IntegrityError:
-            # The same key raced us: the other request's incident is the answer.
-            existing = IdempotencyKey.objects.get(user=request.user, key=key)
-            return Response(self.get_serializer(existing.incident).data)
-        return Response(self.get_serializer(incident).data, status=status.HTTP_201_CREATED)
+        incident = services.incident_open(
+            actor=request.user,
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+            **form.validated_data,
+        )
+        code = status.HTTP_200_OK if incident.replayed else status.HTTP_201_CREATED
+        return Response(self.get_serializer(incident).data, status=code)
 
     def _act(self, request, call, *, perm="incidents.change_incident"):
         require(request, perm)
@@ -266,15 +265,6 @@ class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 # ------------------------------------------------------------------ records on an incident
 
 
-class IncidentScopedMixin:
-    """Querysets limited to the incidents the user may see; filter with ?incident=<id>."""
-
-    incident_path = "incident"
-
-    def visible_queryset(self, qs):
-        return qs.filter(**{f"{self.incident_path}__in": visible(self.request.user)})
-
-
 class TaskSerializer(serializers.ModelSerializer):
     is_late = serializers.BooleanField(read_only=True)
 
@@ -292,7 +282,7 @@ class TaskCompleteSerializer(serializers.Serializer):
     note = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class TaskViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+class TaskViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TaskSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
@@ -301,7 +291,7 @@ class TaskViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ("position", "due_at", "done_at")
 
     def get_queryset(self):
-        return self.visible_queryset(Task.objects.order_by("incident", "position", "pk"))
+        return tasks_visible_to(self.request.user).order_by("incident", "position", "pk")
 
     @extend_schema(request=TaskCompleteSerializer, responses={200: TaskSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
@@ -327,9 +317,7 @@ class AssignmentSerializer(serializers.ModelSerializer):
         read_only_fields = ("assumed_at", "relieved_at", "assigned_by")
 
 
-class AssignmentViewSet(
-    IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet
-):
+class AssignmentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """Who held which role on an incident, and when. POST hands a role to someone."""
 
     serializer_class = AssignmentSerializer
@@ -339,7 +327,7 @@ class AssignmentViewSet(
     ordering_fields = ("assumed_at",)
 
     def get_queryset(self):
-        return self.visible_queryset(RoleAssignment.objects.order_by("incident", "assumed_at"))
+        return assignments_visible_to(self.request.user).order_by("incident", "assumed_at")
 
     @extend_schema(request=AssignmentSerializer, responses={201: AssignmentSerializer, **ERRORS})
     def create(self, request, *args, **kwargs):
@@ -378,7 +366,7 @@ class AssignmentViewSet(
 @extend_schema_field(OpenApiTypes.INT)
 class VisibleEntryField(serializers.PrimaryKeyRelatedField):
     def get_queryset(self):
-        return TimelineEntry.objects.filter(incident__in=visible(self.context["request"].user))
+        return timeline_visible_to(self.context["request"].user)
 
 
 class TimelineEntrySerializer(serializers.ModelSerializer):
@@ -391,7 +379,7 @@ class TimelineEntrySerializer(serializers.ModelSerializer):
         read_only_fields = ("at", "kind", "actor", "data")
 
 
-class TimelineViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class TimelineViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """The append-only record. POST adds a note (or, with `corrects`, a correction)."""
 
     serializer_class = TimelineEntrySerializer
@@ -402,7 +390,7 @@ class TimelineViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Rea
     ordering_fields = ("at",)
 
     def get_queryset(self):
-        return self.visible_queryset(TimelineEntry.objects.order_by("incident", "at", "pk"))
+        return timeline_visible_to(self.request.user).order_by("incident", "at", "pk")
 
     @extend_schema(
         request=TimelineEntrySerializer, responses={201: TimelineEntrySerializer, **ERRORS}
@@ -473,7 +461,7 @@ class CorrectSerializer(serializers.Serializer):
     subject = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class MessageViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     """The communications timeline: draft, edit, submit, approve, send, publish, correct."""
 
     serializer_class = MessageSerializer
@@ -486,7 +474,7 @@ class MessageViewSet(IncidentScopedMixin, mixins.CreateModelMixin, viewsets.Read
     ordering_fields = ("created_at", "sent_at")
 
     def get_queryset(self):
-        return self.visible_queryset(Message.objects.order_by("incident", "created_at", "pk"))
+        return messages_visible_to(self.request.user).order_by("incident", "created_at", "pk")
 
     def _respond(self, call, code=200):
         return service_response(
@@ -611,7 +599,7 @@ class TimerSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class TimerViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+class TimerViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = TimerSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
@@ -619,7 +607,7 @@ class TimerViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ("due_at",)
 
     def get_queryset(self):
-        return self.visible_queryset(Timer.objects.order_by("due_at", "pk"))
+        return timers_visible_to(self.request.user).order_by("due_at", "pk")
 
 
 class NotificationSerializer(serializers.ModelSerializer):
@@ -693,7 +681,7 @@ class NotificationFilterSet(django_filters.FilterSet):
         ]
     )
 )
-class NotificationViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+class NotificationViewSet(viewsets.ReadOnlyModelViewSet):
     """The outbox: one row per recipient and reason, with its delivery state."""
 
     serializer_class = NotificationSerializer
@@ -704,7 +692,7 @@ class NotificationViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ("created_at", "sent_at")
 
     def get_queryset(self):
-        return self.visible_queryset(Notification.objects.order_by("-created_at", "pk"))
+        return notifications_visible_to(self.request.user).order_by("-created_at", "pk")
 
 
 class NarrativeSerializer(serializers.Serializer):
@@ -724,7 +712,7 @@ class RevisionSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
+class PostMortemViewSet(viewsets.ReadOnlyModelViewSet):
     """Post-mortems: narrative and review state. The full report, with the facts from the
     record, is at /incidents/<reference>/postmortem/ (HTML, .md, .pdf)."""
 
@@ -735,7 +723,7 @@ class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
     ordering_fields = ("created_at", "published_at")
 
     def get_queryset(self):
-        return self.visible_queryset(PostMortem.objects.order_by("-created_at", "pk"))
+        return postmortems_visible_to(self.request.user).order_by("-created_at", "pk")
 
     def _respond(self, call, serializer_class=PostMortemSerializer, code=200):
         return service_response(
@@ -777,7 +765,17 @@ class PostMortemViewSet(IncidentScopedMixin, viewsets.ReadOnlyModelViewSet):
         )
 
 
+@extend_schema_field(OpenApiTypes.INT)
+class VisiblePostMortemField(serializers.PrimaryKeyRelatedField):
+    """A post-mortem of an incident the user may see; the browsable API's form offers
+    only those, and any other id reads as not existing."""
+
+    def get_queryset(self):
+        return postmortems_visible_to(self.context["request"].user)
+
+
 class ActionItemSerializer(serializers.ModelSerializer):
+    postmortem = VisiblePostMortemField()
     is_overdue = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -788,25 +786,18 @@ class ActionItemSerializer(serializers.ModelSerializer):
         )  # fmt: skip
         read_only_fields = ("produced_version", "created_at", "done_at", "status")
 
-    def validate_postmortem(self, value):
-        if not visible(self.context["request"].user).filter(pk=value.incident_id).exists():
-            raise serializers.ValidationError(f'Invalid pk "{value.pk}" - object does not exist.')
-        return value
-
 
 class ActionItemStatusSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=ActionItem.Status.choices)
 
 
 class ActionItemViewSet(
-    IncidentScopedMixin,
     mixins.CreateModelMixin,
     mixins.UpdateModelMixin,
     viewsets.ReadOnlyModelViewSet,
 ):
     """Action items of post-mortems; one may start the playbook revision it asks for."""
 
-    incident_path = "postmortem__incident"
     serializer_class = ActionItemSerializer
     permission_classes = [ModelPermissions]
     filter_backends = FILTERS
@@ -815,7 +806,7 @@ class ActionItemViewSet(
     ordering_fields = ("due_on", "created_at")
 
     def get_queryset(self):
-        return self.visible_queryset(ActionItem.objects.order_by("due_on", "pk"))
+        return action_items_visible_to(self.request.user).order_by("due_on", "pk")
 
     def perform_create(self, serializer):
         data = dict(serializer.validated_data)
@@ -867,7 +858,7 @@ class ActionItemViewSet(
 def _visible_postmortems(request):
     if request is None:
         return PostMortem.objects.none()
-    return PostMortem.objects.filter(incident__in=visible(request.user))
+    return postmortems_visible_to(request.user)
 
 
 def _action_item_filterset():

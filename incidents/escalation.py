@@ -48,7 +48,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import comms, dispatch, notify, permissions, timers
+from incidents import comms, dispatch, notify, timers
 from incidents.models import Incident, Notification, Task, TimelineEntry, Timer
 from playbooks.models import CrisisRole, OnCallRotation
 from playbooks.oncall import oncall_holder, rotation_holder
@@ -153,11 +153,6 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
         if cycle:
             label = _("level %(n)s, repeat %(c)s") % {"n": position, "c": cycle}
         if people:
-            if incident.confidential:
-                # Paging brings these people onto a confidential incident: they may
-                # see what the e-mail tells them (the same rule on every surface).
-                for person in people:
-                    permissions.grant_assignment(incident=incident, user=person)
             created = notify.escalation_notifications(
                 incident=incident, timer=timer, level=position, cycle=cycle, people=people, now=now
             )

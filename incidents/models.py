@@ -120,6 +120,10 @@ class Incident(models.Model):
 
     history = HistoricalRecords()
 
+    # Not stored: set by incident_open on the incident it returns for a retried
+    # Idempotency-Key (the API answers 200 instead of 201).
+    replayed = False
+
     class Meta:
         ordering = ("-opened_at",)
         verbose_name = _("incident")

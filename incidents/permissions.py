@@ -1,14 +1,25 @@
-"""Who may do what: the groups of a crisis team and the object permission of assignment.
+"""Who may do what: the groups of a crisis team, and who may see a confidential incident.
 
 Model permissions come from groups (``ensure_groups`` keeps them as defined
-here, after every migrate). A confidential incident is visible only to holders
-of *Can see every confidential incident* (crisis managers) and to the people
-assigned to it: assignment grants the object permission ``view_incident`` on
-that incident (django-guardian) and relieving withdraws it, unless the person
-still holds another role on it. Being paged by its escalation policy grants it
-too: whoever is e-mailed about a confidential incident may open it.
+here, after every migrate).
+
+A confidential incident is visible only to:
+
+1. holders of *Can see every confidential incident* (crisis managers);
+2. the people on it: whoever holds a role on it (assignment grants the object
+   permission ``view_incident``, django-guardian; relieving withdraws it unless
+   the person still holds another role on it) and whoever opened it (the same
+   permission, granted on opening);
+3. the people paged about it (an escalation e-mail), while it is not closed and
+   until they are relieved of a role on it after the page: they may open what the
+   e-mail told them about while it is being handled, not forever. This is read
+   from the notification rows, so closing withdraws it with nothing to undo, and
+   reopening a closed incident gives it back to those paged before.
+
 ``incidents.selectors.incidents_visible_to`` reads exactly this, and every
-surface reads through it.
+surface reads through it: the API, the admin (lists, forms, history), the HTML
+pages and exports, and the acknowledge links in e-mails, which work only while
+the person they were sent to may still see the incident.
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ from playbooks.models import CrisisRole
 
 VIEW_CONFIDENTIAL = "incidents.view_confidential_incident"
 ASSIGNED_PERM = "incidents.view_incident"
+# The notification reason that makes its recipient one of "the people paged about it".
+PAGE_REASON = "escalation"
 
 _APPS = ("incidents", "playbooks")
 
@@ -123,6 +136,11 @@ def on_post_migrate(sender, **kwargs) -> None:
 
 def grant_assignment(*, incident, user: AbstractBaseUser) -> None:
     assign_perm(ASSIGNED_PERM, user, incident)
+
+
+def grant_opener(*, incident, user: AbstractBaseUser) -> None:
+    """Whoever opens a confidential incident is on it, as if assigned."""
+    grant_assignment(incident=incident, user=user)
 
 
 def withdraw_assignment(*, incident, user: AbstractBaseUser) -> None:

@@ -1,12 +1,30 @@
-"""Reads for the response side, in a fixed number of queries."""
+"""Reads for the response side, in a fixed number of queries.
+
+Visibility: ``incidents_visible_to(user)`` is the rule, and every model that
+belongs to an incident has one selector built on it (``messages_visible_to``,
+``postmortems_visible_to``...). Every surface reads through them: API querysets
+and related fields, admin querysets, form choices and history, HTML pages and
+exports. What a selector leaves out answers exactly like a row that does not exist.
+"""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch, Q, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
-from incidents.models import Incident, Message, MessageRevision, Notification
-from incidents.permissions import ASSIGNED_PERM, VIEW_CONFIDENTIAL
+from incidents.models import (
+    ActionItem,
+    Incident,
+    Message,
+    MessageRevision,
+    Notification,
+    PostMortem,
+    RoleAssignment,
+    Task,
+    TimelineEntry,
+    Timer,
+)
+from incidents.permissions import ASSIGNED_PERM, PAGE_REASON, VIEW_CONFIDENTIAL
 
 
 def incident_messages(
@@ -33,9 +51,13 @@ def incident_messages(
 
 
 def incidents_visible_to(user) -> QuerySet[Incident]:
-    """Every incident this person may see: a confidential one only with the
-    see-every-confidential permission (crisis managers) or the object permission
-    that assignment grants and relieving withdraws (incidents/permissions.py)."""
+    """Every incident this person may see (the rule is in incidents/permissions.py).
+
+    A confidential one only with the see-every-confidential permission (crisis
+    managers), the object permission that assignment and opening grant and relieving
+    withdraws, or a page about it: an escalation e-mail to this person, while the
+    incident is not closed and unless they were relieved of a role on it since.
+    """
     if user is None or not user.is_authenticated or not user.is_active:
         return Incident.objects.none()
     if user.is_superuser or user.has_perm(VIEW_CONFIDENTIAL):
@@ -48,4 +70,69 @@ def incidents_visible_to(user) -> QuerySet[Incident]:
         with_superuser=False,
         accept_global_perms=False,
     )
-    return Incident.objects.filter(Q(confidential=False) | Q(pk__in=assigned.values("pk")))
+    relieved_since = RoleAssignment.objects.filter(
+        incident=OuterRef("incident"), user=user, relieved_at__gt=OuterRef("created_at")
+    )
+    # A page cancelled before it went out (someone acknowledged first) told nobody anything.
+    paged = (
+        Notification.objects.filter(incident=OuterRef("pk"), recipient=user, reason=PAGE_REASON)
+        .exclude(status=Notification.Status.CANCELLED)
+        .exclude(Exists(relieved_since))
+    )
+    return Incident.objects.filter(
+        Q(confidential=False)
+        | Q(pk__in=assigned.values("pk"))
+        | (~Q(status=Incident.Status.CLOSED) & Exists(paged))
+    )
+
+
+def messages_visible_to(user) -> QuerySet[Message]:
+    return Message.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def postmortems_visible_to(user) -> QuerySet[PostMortem]:
+    return PostMortem.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def action_items_visible_to(user) -> QuerySet[ActionItem]:
+    return ActionItem.objects.filter(postmortem__incident__in=incidents_visible_to(user))
+
+
+def timers_visible_to(user) -> QuerySet[Timer]:
+    return Timer.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def notifications_visible_to(user) -> QuerySet[Notification]:
+    """The outbox rows of visible incidents, and those of no incident (playbook reviews)."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Notification.objects.none()
+    return Notification.objects.filter(
+        Q(incident__isnull=True) | Q(incident__in=incidents_visible_to(user))
+    )
+
+
+def tasks_visible_to(user) -> QuerySet[Task]:
+    return Task.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def assignments_visible_to(user) -> QuerySet[RoleAssignment]:
+    return RoleAssignment.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def timeline_visible_to(user) -> QuerySet[TimelineEntry]:
+    return TimelineEntry.objects.filter(incident__in=incidents_visible_to(user))
+
+
+# The selector of each model that belongs to an incident, for code that picks by model
+# (admin form fields, the admin's view-on-site shortcut).
+VISIBLE_BY_MODEL = {
+    Incident: incidents_visible_to,
+    Message: messages_visible_to,
+    PostMortem: postmortems_visible_to,
+    ActionItem: action_items_visible_to,
+    Timer: timers_visible_to,
+    Notification: notifications_visible_to,
+    Task: tasks_visible_to,
+    RoleAssignment: assignments_visible_to,
+    TimelineEntry: timeline_visible_to,
+}

@@ -12,20 +12,23 @@ from datetime import datetime, timedelta
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import notify, permissions, postmortem, timers
+from incidents import acklinks, notify, permissions, postmortem, timers
 from incidents.models import (
+    IdempotencyKey,
     Incident,
+    Notification,
     ReferenceCounter,
     RoleAssignment,
     Task,
     TimelineEntry,
     Timer,
 )
+from incidents.selectors import incidents_visible_to
 from incidents.timeline import actor_name, timeline_add
 from playbooks.models import CrisisRole, EscalationLevel, Playbook, Scenario
 from playbooks.oncall import oncall_holder
@@ -84,12 +87,80 @@ def incident_open(
     drill: bool = False,
     detected_at: datetime | None = None,
     actor: AbstractBaseUser | None = None,
+    idempotency_key: str = "",
     now: datetime | None = None,
+) -> Incident:
+    """Open an incident and start its playbook, once per idempotency key.
+
+    1. With an ``idempotency_key`` (a client's retry token, kept per person): if this
+       person used the key before, return that incident, marked ``replayed``, read
+       through ``incidents_visible_to`` (someone relieved since, who may no longer
+       see it, is refused without a word about it); nothing is opened twice.
+    2. Otherwise open it (``_incident_open``) and record the key in one savepoint;
+       when the same key races us, the other request's incident is the answer.
+    """
+    key = (idempotency_key or "").strip()
+    if not key:
+        return _incident_open(
+            title=title, severity=severity, playbook=playbook, category=category,
+            summary=summary, confidential=confidential, drill=drill,
+            detected_at=detected_at, actor=actor, now=now,
+        )  # fmt: skip
+    if actor is None or len(key) > 200:
+        raise ValidationError(
+            {"idempotency_key": _("A key is at most 200 characters, and needs a person.")}
+        )
+    replay = _incident_replayed(actor=actor, key=key)
+    if replay is not None:
+        return replay
+    try:
+        with transaction.atomic():
+            incident = _incident_open(
+                title=title, severity=severity, playbook=playbook, category=category,
+                summary=summary, confidential=confidential, drill=drill,
+                detected_at=detected_at, actor=actor, now=now,
+            )  # fmt: skip
+            IdempotencyKey.objects.create(user=actor, key=key, incident=incident)
+    except IntegrityError:
+        replay = _incident_replayed(actor=actor, key=key)
+        if replay is None:
+            raise
+        return replay
+    return incident
+
+
+def _incident_replayed(*, actor: AbstractBaseUser, key: str) -> Incident | None:
+    used = IdempotencyKey.objects.filter(user=actor, key=key).first()
+    if used is None:
+        return None
+    incident = incidents_visible_to(actor).filter(pk=used.incident_id).first()
+    if incident is None:
+        # Same answer whatever became of it: the key is spent, the incident unnamed.
+        raise ValidationError(
+            {"idempotency_key": _("This key was used before; send the request with a new key.")}
+        )
+    incident.replayed = True
+    return incident
+
+
+def _incident_open(
+    *,
+    title: str,
+    severity: int,
+    playbook: Playbook | None,
+    category: str | None,
+    summary: str,
+    confidential: bool,
+    drill: bool,
+    detected_at: datetime | None,
+    actor: AbstractBaseUser | None,
+    now: datetime | None,
 ) -> Incident:
     """Open an incident and start its playbook.
 
     1. Refuse a draft playbook: only a published (frozen) version can run.
     2. Number it, freeze the escalation policy (the playbook version itself is frozen).
+       Whoever opens a confidential incident is on it: they get its object permission.
     3. Assign each role the playbook names to its on-call holder now.
     4. Make the tasks from the steps, due at opening + offset, assigned to the role holder.
     5. Write the timers (escalation level 1, first-statement reminder and deadline,
@@ -128,6 +199,8 @@ def incident_open(
         detected_at=detected_at or now,
         opened_at=now,
     )
+    if confidential and actor is not None:
+        permissions.grant_opener(incident=incident, user=actor)
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.OPENED,
@@ -271,6 +344,41 @@ def incident_acknowledge(
         data={"via": via, "cancelled_timers": cancelled, "cancelled_notifications": pages},
     )
     return True
+
+
+@transaction.atomic
+def incident_acknowledge_by_link(*, token: str, now: datetime | None = None) -> acklinks.AckLink:
+    """Acknowledge through the one-click link of an escalation e-mail, as its holder.
+
+    1. Read the link (``acklinks.ack_link_read``): only a live one goes on, i.e. a
+       genuine, unexpired, unused link whose holder may still see the incident.
+    2. Lock the incident (the lock order of every path: incident, then notification)
+       and check it still waits; if a colleague was first, answer what a spent link says.
+    3. Burn the token by a conditional update; only the request that changed the row
+       goes on, any other answers like a dead link.
+    4. Acknowledge in the holder's name, in this same transaction.
+    """
+    now = now or timezone.now()
+    link = acklinks.ack_link_read(token)
+    if link.state != acklinks.LIVE:
+        return link
+    notification = link.notification
+    incident = _locked(notification.incident)
+    notification.incident = incident
+    if incident.status != Incident.Status.OPEN:
+        return acklinks.ack_link_spent(notification)
+    burned = Notification.objects.filter(pk=notification.pk, ack_token_used_at__isnull=True).update(
+        ack_token_used_at=now
+    )
+    if burned != 1:
+        return acklinks.DEAD_LINK
+    incident_acknowledge(
+        incident=incident, actor=notification.recipient, via="e-mail link", now=now
+    )
+    notification.refresh_from_db()
+    incident.refresh_from_db()
+    notification.incident = incident
+    return acklinks.AckLink(acklinks.DONE, notification)
 
 
 @transaction.atomic

@@ -3,15 +3,12 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required, permission_required
-from django.core import signing
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from incidents import acklinks, postmortem, services
-from incidents.models import Incident, Message, Notification, PostMortemRevision
+from incidents.models import Incident, Message, PostMortemRevision
 from incidents.selectors import incident_messages, incidents_visible_to
 from playbooks.models import Channel, RotationMember
 
@@ -21,57 +18,20 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
     """The one-click acknowledge link from an on-call e-mail.
 
     GET only shows a confirmation page: mail filters open links to scan them,
-    and a scanner must never acknowledge. The POST does it, once: the link is
-    bound to its notification (so to one person and one incident), signed,
-    expires, and is burned by a conditional update in the same transaction as
-    the acknowledgement.
+    and a scanner must never acknowledge. The POST does it, once, through
+    ``services.incident_acknowledge_by_link``. What a link may show is decided
+    there and in ``acklinks``: a dead link (forged, cut, expired, used, or its
+    holder may no longer see the incident) gets one and the same 404 page.
     """
-    try:
-        message_id = acklinks.ack_token_read(token)
-    except signing.SignatureExpired:
-        return _page(request, "expired", status=410)
-    except signing.BadSignature:
-        return _page(request, "invalid", status=404)
-    notification = (
-        Notification.objects.select_related("incident", "recipient", "incident__acknowledged_by")
-        .filter(message_id=message_id, incident__isnull=False, recipient__isnull=False)
-        .first()
-    )
-    if notification is None:
-        return _page(request, "invalid", status=404)
-    incident = notification.incident
-    if notification.ack_token_used_at is not None:
-        return _page(request, "used", notification=notification, status=410)
-    if incident.status != Incident.Status.OPEN:
-        return _page(request, "not_waiting", notification=notification)
-    if request.method == "GET":
-        return _page(request, "confirm", notification=notification)
-
-    with transaction.atomic():
-        # Lock order: incident, then notification (incidents/escalation.py).
-        Incident.objects.select_for_update().get(pk=incident.pk)
-        burned = Notification.objects.filter(
-            pk=notification.pk, ack_token_used_at__isnull=True
-        ).update(ack_token_used_at=timezone.now())
-        if burned != 1:
-            return _page(request, "used", notification=notification, status=410)
-        acknowledged = services.incident_acknowledge(
-            incident=incident, actor=notification.recipient, via="e-mail link"
-        )
-    incident.refresh_from_db()
-    return _page(request, "done" if acknowledged else "not_waiting", notification=notification)
-
-
-def _page(request, state: str, *, notification: Notification | None = None, status: int = 200):
-    incident = notification.incident if notification else None
-    zone = None
-    if incident is not None and state in ("used", "not_waiting"):
-        holder = notification.recipient
-        if incidents_visible_to(holder).filter(pk=incident.pk).exists():
-            zone = _holder_zone(holder)
-        else:
-            incident = None  # the holder may no longer see it: say nothing of it
-    context = {"state": state, "notification": notification, "incident": incident, "zone": zone}
+    if request.method == "POST":
+        link = services.incident_acknowledge_by_link(token=token)
+    else:
+        link = acklinks.ack_link_read(token)
+    context = {"link": link, "incident": link.incident, "zone": None}
+    if link.state == acklinks.TAKEN:
+        # Who acknowledged and when, in the time of the person the link was sent to.
+        context["zone"] = _holder_zone(link.notification.recipient)
+    status = 404 if link.state == acklinks.DEAD else 200
     return render(request, "incidents/ack.html", context, status=status)
 
 

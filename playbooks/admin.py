@@ -19,8 +19,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
-from simple_history.admin import SimpleHistoryAdmin
 
+from crisisdesk.admin_tools import AuditHistoryAdmin
 from playbooks import services
 from playbooks.models import (
     Channel,
@@ -172,7 +172,7 @@ class PlaybookForm(forms.ModelForm):
 
 
 @admin.register(Playbook)
-class PlaybookAdmin(SimpleHistoryAdmin):
+class PlaybookAdmin(AuditHistoryAdmin):
     form = PlaybookForm
     list_display = (
         "title",
@@ -214,7 +214,7 @@ class PlaybookAdmin(SimpleHistoryAdmin):
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and obj.is_frozen:
             return [f.name for f in Playbook._meta.fields if f.name != "id"]
-        return self.readonly_fields
+        return super().get_readonly_fields(request, obj)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         obj = self.get_object(request, object_id)
@@ -392,7 +392,7 @@ class CellFilter(admin.SimpleListFilter):
 
 
 @admin.register(Risk)
-class RiskAdmin(SimpleHistoryAdmin):
+class RiskAdmin(AuditHistoryAdmin):
     form = RiskForm
     list_display = (
         "title",
@@ -486,7 +486,7 @@ class RiskAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(CrisisRole)
-class CrisisRoleAdmin(SimpleHistoryAdmin):
+class CrisisRoleAdmin(AuditHistoryAdmin):
     list_display = ("name", "slug", "can_approve_messages", "holder_names", "on_call_now")
     search_fields = ("name", "slug")
     filter_horizontal = ("holders",)
@@ -599,7 +599,7 @@ class CsvImportForm(UploadForm):
 
 
 @admin.register(StakeholderGroup)
-class StakeholderGroupAdmin(SimpleHistoryAdmin):
+class StakeholderGroupAdmin(AuditHistoryAdmin):
     form = GroupForm
     list_display = ("name", "slug", "kind", "priority", "default_language", "contact_count")
     list_filter = ("kind", "default_language")
@@ -676,7 +676,7 @@ class StakeholderGroupAdmin(SimpleHistoryAdmin):
 
 
 @admin.register(Stakeholder)
-class StakeholderAdmin(SimpleHistoryAdmin):
+class StakeholderAdmin(AuditHistoryAdmin):
     list_display = ("name", "organisation", "email", "phone", "group", "language")
     list_filter = ("group", "language")
     search_fields = ("name", "email", "organisation")
@@ -695,7 +695,7 @@ class TemplateForm(forms.ModelForm):
 
 
 @admin.register(MessageTemplate)
-class MessageTemplateAdmin(SimpleHistoryAdmin):
+class MessageTemplateAdmin(AuditHistoryAdmin):
     form = TemplateForm
     list_display = ("name", "playbook", "audience", "channel", "language")
     list_filter = ("channel", "language", "audience")

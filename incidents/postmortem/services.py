@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -93,11 +93,12 @@ def postmortem_submit(*, postmortem: PostMortem, actor: AbstractBaseUser) -> Pos
 @transaction.atomic
 def postmortem_publish(*, postmortem: PostMortem, actor: AbstractBaseUser) -> PostMortemRevision:
     """Freeze the report: the narrative and the whole report as it reads now."""
+    # A missing permission is refused as such (403), before any rule (400).
+    if not actor.has_perm("incidents.publish_postmortem"):
+        raise PermissionDenied(_("You need the permission to publish post-mortems."))
     postmortem = _locked(postmortem)
     if postmortem.status != PostMortem.Status.IN_REVIEW:
         raise ValidationError(_("Only a post-mortem in review can be published."))
-    if not actor.has_perm("incidents.publish_postmortem"):
-        raise ValidationError(_("You need the permission to publish post-mortems."))
     now = timezone.now()
     postmortem.status = PostMortem.Status.PUBLISHED
     postmortem.published_at = now

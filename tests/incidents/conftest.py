@@ -190,4 +190,86 @@ def comms_desk(team, make_playbook, settings):
     }
 
 
+# ------------------------------------------------------------------ permission matrix
+
+
+def member(username, *groups, **extra):
+    """A user in the named groups (ensure_groups() must have run)."""
+    from django.contrib.auth.models import Group
+
+    user = UserFactory(username=username, email=f"{username}@example.test", **extra)
+    for name in groups:
+        user.groups.add(Group.objects.get(name=name))
+    return user
+
+
+def api(user=None):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if user is not None:
+        client.force_authenticate(user)
+    return client
+
+
+PERSONAS = ("anonymous", "outsider", "executive", "assigned", "unassigned", "manager")
+
+# What each persona may read: (lists/details of incident records, may see confidential)
+CAN_READ = {
+    "anonymous": (False, False),
+    "outsider": (False, False),
+    "executive": (True, False),
+    "assigned": (True, True),
+    "unassigned": (True, False),
+    "manager": (True, True),
+}
+
+
+@pytest.fixture
+def matrix(broker_calls, comms_desk):
+    """A public and a confidential incident, both resolved, with a note, a draft message
+    and a notification each; one person of every persona (the assigned one holds a role
+    on the confidential incident)."""
+    from incidents import comms
+    from incidents.models import Notification
+    from incidents.permissions import ensure_groups
+
+    ensure_groups()
+    desk = comms_desk
+    public = desk["incident"]
+    secret = incident_services.incident_open(
+        title="Vezérigazgatói botrány", confidential=True, playbook=public.playbook
+    )
+    people = {
+        "anonymous": None,
+        "outsider": member("outsider"),
+        "executive": member("executive", "Executives"),
+        "assigned": member("assigned", "Responders"),
+        "unassigned": member("unassigned", "Responders"),
+        "manager": member("manager", "Crisis managers"),
+    }
+    role = secret.assignments.first().role
+    incident_services.role_assign(incident=secret, role=role, user=people["assigned"])
+    for incident in (public, secret):
+        incident_services.note_add(incident=incident, actor=None, text=f"note on {incident.title}")
+        comms.message_draft(
+            incident=incident,
+            author=people["manager"],
+            audience=desk["customers"],
+            channel="website",
+            body=f"Draft about {incident.title}",
+        )
+        Notification.objects.create(
+            incident=incident,
+            to_email="someone@example.test",
+            reason="escalation",
+            dedupe_key=f"matrix:{incident.pk}",
+            message_id=f"<matrix-{incident.pk}@example.test>",
+            subject=incident.title,
+            body_text="b",
+        )
+        incident_services.incident_resolve(incident=incident, actor=None)
+    return {"public": public, "secret": secret, "people": people, "desk": desk}
+
+
 __all__ = ["escalation", "notify", "on_call"]

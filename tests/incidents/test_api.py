@@ -4,15 +4,14 @@ and a permission matrix with no leaks of confidential incidents."""
 from __future__ import annotations
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from rest_framework.test import APIClient
 
 from incidents import services as incident_services
 from incidents.models import Incident
 from incidents.permissions import ensure_groups
 from tests.factories import UserFactory
+from tests.incidents.conftest import CAN_READ, PERSONAS, api, member
 
 pytestmark = pytest.mark.django_db
 
@@ -21,20 +20,6 @@ pytestmark = pytest.mark.django_db
 def desk(broker_calls, comms_desk):
     ensure_groups()
     return comms_desk
-
-
-def member(username, *groups, **extra):
-    user = UserFactory(username=username, email=f"{username}@example.test", **extra)
-    for name in groups:
-        user.groups.add(Group.objects.get(name=name))
-    return user
-
-
-def api(user=None) -> APIClient:
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
 
 
 def test_opening_is_idempotent_by_key_and_bad_input_gets_field_messages(desk):
@@ -166,60 +151,6 @@ def test_one_voice_through_the_api(desk):
 
 
 # ------------------------------------------------------------------ permission matrix
-
-PERSONAS = ("anonymous", "outsider", "executive", "assigned", "unassigned", "manager")
-
-
-@pytest.fixture
-def matrix(desk):
-    public = desk["incident"]
-    secret = incident_services.incident_open(
-        title="Vezérigazgatói botrány", confidential=True, playbook=public.playbook
-    )
-    people = {
-        "anonymous": None,
-        "outsider": member("outsider"),
-        "executive": member("executive", "Executives"),
-        "assigned": member("assigned", "Responders"),
-        "unassigned": member("unassigned", "Responders"),
-        "manager": member("manager", "Crisis managers"),
-    }
-    role = secret.assignments.first().role
-    incident_services.role_assign(incident=secret, role=role, user=people["assigned"])
-    from incidents import comms
-    from incidents.models import Notification
-
-    for incident in (public, secret):
-        incident_services.note_add(incident=incident, actor=None, text=f"note on {incident.title}")
-        comms.message_draft(
-            incident=incident,
-            author=people["manager"],
-            audience=desk["customers"],
-            channel="website",
-            body=f"Draft about {incident.title}",
-        )
-        Notification.objects.create(
-            incident=incident,
-            to_email="someone@example.test",
-            reason="escalation",
-            dedupe_key=f"matrix:{incident.pk}",
-            message_id=f"<matrix-{incident.pk}@example.test>",
-            subject=incident.title,
-            body_text="b",
-        )
-        incident_services.incident_resolve(incident=incident, actor=None)
-    return {"public": public, "secret": secret, "people": people}
-
-
-# What each persona may read: (lists/details of incident records, may see confidential)
-CAN_READ = {
-    "anonymous": (False, False),
-    "outsider": (False, False),
-    "executive": (True, False),
-    "assigned": (True, True),
-    "unassigned": (True, False),
-    "manager": (True, True),
-}
 
 ENDPOINTS = {
     "incidents": "/api/v1/incidents/",
@@ -463,7 +394,7 @@ def test_post_mortems_and_action_items_through_the_api(desk):
     edited = r.post(f"/api/v1/postmortems/{pm}/edit/", {"summary": "Kártyaadatok."}, format="json")
     assert edited.status_code == 200 and edited.json()["summary"] == "Kártyaadatok."
     assert r.post(f"/api/v1/postmortems/{pm}/submit/").json()["status"] == "in_review"
-    assert r.post(f"/api/v1/postmortems/{pm}/publish/").status_code == 400  # no permission
+    assert r.post(f"/api/v1/postmortems/{pm}/publish/").status_code == 403  # no permission
     published = api(manager).post(f"/api/v1/postmortems/{pm}/publish/")
     assert published.status_code == 201 and published.json()["number"] == 1
 

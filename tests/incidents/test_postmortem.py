@@ -8,7 +8,7 @@ import pytest
 import time_machine
 from django.contrib.auth.models import Permission
 from django.core import mail
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from incidents import comms, escalation, notify, postmortem
@@ -240,7 +240,7 @@ def test_the_narrative_is_reviewed_published_frozen_and_revised(desk, clock):
     )
     pm = postmortem.postmortem_submit(postmortem=pm, actor=writer)
     assert pm.status == "in_review"
-    with pytest.raises(ValidationError, match="permission"):
+    with pytest.raises(PermissionDenied, match="permission"):
         postmortem.postmortem_publish(postmortem=pm, actor=writer)
     writer.user_permissions.add(Permission.objects.get(codename="publish_postmortem"))
     writer = type(writer).objects.get(pk=writer.pk)  # fresh permission cache
