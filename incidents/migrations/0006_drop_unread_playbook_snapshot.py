@@ -4,18 +4,17 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('incidents', '0005_audit_history_idempotency'),
+        ("incidents", "0005_audit_history_idempotency"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='historicalincident',
-            name='playbook_snapshot',
+            model_name="historicalincident",
+            name="playbook_snapshot",
         ),
         migrations.RemoveField(
-            model_name='incident',
-            name='playbook_snapshot',
+            model_name="incident",
+            name="playbook_snapshot",
         ),
     ]
