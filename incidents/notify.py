@@ -327,7 +327,7 @@ def _unwanted(n: Notification) -> str:
         return ""
     if incident.status != Incident.Status.OPEN:
         who = incident.acknowledged_by
-        if who is not None:
+        if incident.status == Incident.Status.ACKNOWLEDGED and who is not None:
             return _("%(who)s acknowledged the incident first.") % {
                 "who": who.get_full_name() or who.get_username()
             }

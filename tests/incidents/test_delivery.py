@@ -186,3 +186,41 @@ def test_a_cancelled_page_shows_its_reason_in_the_admin_and_the_api(queued, team
     assert "acknowledged the incident first" in listing
     row = admin_client.get(f"/api/v1/notifications/{queued.pk}/").json()
     assert row["status"] == "cancelled" and "acknowledged" in row["cancel_reason"]
+
+
+class SmtpLikeBackend(BaseEmailBackend):
+    """Opens a connection if none is open and closes what it opened, like Django's SMTP
+    backend, and records the outbox's statuses at the moment the connection is closed."""
+
+    statuses_at_close: list[list[str]] = []
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.connection = None
+
+    def open(self):
+        if self.connection:
+            return False
+        self.connection = object()
+        return True
+
+    def close(self):
+        SmtpLikeBackend.statuses_at_close.append(
+            list(Notification.objects.values_list("status", flat=True))
+        )
+        self.connection = None
+
+    def send_messages(self, messages):
+        new = self.open()
+        mail.outbox.extend(messages)
+        if new:
+            self.close()  # QUIT: waits for the server
+        return len(messages)
+
+
+def test_it_marks_the_row_sent_before_closing_the_connection(queued, settings):
+    """Nothing between the server's acceptance and the commit, not even the QUIT."""
+    settings.EMAIL_BACKEND = "tests.incidents.test_delivery.SmtpLikeBackend"
+    SmtpLikeBackend.statuses_at_close = []
+    assert notify.notification_deliver(notification_id=queued.pk).endswith("sent")
+    assert SmtpLikeBackend.statuses_at_close == [["sent"]]
