@@ -80,3 +80,14 @@ def view_on_site(request: HttpRequest, content_type_id: str, object_id: str) -> 
     if obj is None or not hasattr(obj, "get_absolute_url"):
         raise Http404(NOT_FOUND)
     return redirect(obj.get_absolute_url())
+
+
+# What the change form's submit row shows for a record nobody may change there
+# (a frozen playbook version, a message that went out): no Save, no Delete.
+READ_ONLY_SUBMIT_ROW = {
+    "show_save": False,
+    "show_save_and_continue": False,
+    "show_save_and_add_another": False,
+    "show_save_as_new": False,
+    "show_delete": False,
+}

@@ -1,5 +1,7 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
@@ -12,6 +14,11 @@ from playbooks import api as playbooks_api
 admin.site.site_header = "CrisisDesk"
 admin.site.site_title = "CrisisDesk"
 admin.site.index_title = _("Crisis preparedness and response")
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    return HttpResponsePermanentRedirect(static("crisisdesk/favicon.svg"))
+
 
 router = DefaultRouter()
 router.register("risks", playbooks_api.RiskViewSet, basename="risk")
@@ -53,6 +60,8 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    # Browsers ask for /favicon.ico whatever the page says.
+    path("favicon.ico", favicon),
     path("i18n/", include("django.conf.urls.i18n")),
     path("playbooks/", include("playbooks.urls")),
     path("incidents/", include("incidents.urls")),

@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
-from crisisdesk.admin_tools import AuditHistoryAdmin
+from crisisdesk.admin_tools import READ_ONLY_SUBMIT_ROW, AuditHistoryAdmin
 from incidents import comms, postmortem, services
 from incidents.models import (
     ActionItem,
@@ -429,6 +429,13 @@ class MessageAdmin(VisibleRowsMixin, AuditHistoryAdmin):
             "published_where",
             "corrects",
         )
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        obj = self.get_object(request, object_id)
+        if obj is not None and obj.status not in Message.EDITABLE:
+            # Words that went out (or are approved) change only by a correction.
+            extra_context = {**(extra_context or {}), **READ_ONLY_SUBMIT_ROW}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request, obj=None):
         if obj is None:

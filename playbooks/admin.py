@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from crisisdesk.admin_tools import AuditHistoryAdmin
+from crisisdesk.admin_tools import READ_ONLY_SUBMIT_ROW, AuditHistoryAdmin
 from playbooks import services
 from playbooks.models import (
     Channel,
@@ -227,6 +227,8 @@ class PlaybookAdmin(AuditHistoryAdmin):
                 )
                 % {"status": obj.get_status_display().lower()},
             )
+        if obj is not None and obj.is_frozen:
+            extra_context = {**(extra_context or {}), **READ_ONLY_SUBMIT_ROW}
         return super().change_view(request, object_id, form_url, extra_context)
 
     def save_model(self, request, obj, form, change):
