@@ -6,12 +6,13 @@ from django.contrib.auth.models import Group
 from incidents.permissions import ensure_groups
 from tests.factories import UserFactory
 from tests.incidents.conftest import (  # noqa: F401 - fixtures shared with the API tests
+    PERSONAS,
     broker_calls,
     comms_desk,
     make_playbook,
+    matrix,
     team,
 )
-from tests.incidents.test_api import PERSONAS, matrix  # noqa: F401
 
 
 @pytest.fixture
