@@ -136,7 +136,7 @@ def main() -> None:
     role = CrisisRole.objects.create(slug="crisis-manager", name="Crisis manager")
     user = User.objects.create_user("oncall", "oncall@example.test", "x", first_name="Noa")
     rotation = OnCallRotation.objects.create(
-        name="CM", role=role, starts_at=timezone.now() - timedelta(days=1), handoff_hours=24 * 365
+        name="CM", role=role, starts_at=timezone.now() - timedelta(days=1), handoff_hours=24 * 90
     )
     RotationMember.objects.create(rotation=rotation, user=user, position=1)
     playbook = Playbook.objects.create(
