@@ -85,6 +85,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The signed-in person's language and time zone (playbooks/people.py).
+    "playbooks.people.PreferencesMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Records who made each change in the audit history.
@@ -142,6 +144,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # The war room's own sign-in page (templates/registration/); the admin keeps its own.
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "warroom:dashboard"
+# A password-reset link works once, for two hours.
+PASSWORD_RESET_TIMEOUT = 2 * 60 * 60
 LOGOUT_REDIRECT_URL = "login"
 ANONYMOUS_USER_NAME = None  # guardian: anonymous users get no object permissions
 

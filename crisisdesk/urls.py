@@ -9,6 +9,7 @@ from rest_framework.routers import DefaultRouter
 
 from crisisdesk.admin_tools import view_on_site
 from incidents import api as incidents_api
+from playbooks import account
 from playbooks import api as playbooks_api
 
 admin.site.site_header = "CrisisDesk"
@@ -60,6 +61,34 @@ urlpatterns = [
         name="login",
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/preferences/", account.preferences, name="preferences"),
+    path("accounts/language/", account.language_switch, name="language_switch"),
+    path(
+        "accounts/password/change/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "accounts/password/change/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("accounts/password/reset/", auth_views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "accounts/password/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "accounts/password/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/password/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     # Browsers ask for /favicon.ico whatever the page says.
     path("favicon.ico", favicon),
     path("i18n/", include("django.conf.urls.i18n")),

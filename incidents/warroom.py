@@ -116,15 +116,28 @@ def _active(user, *, now: datetime) -> list[Incident]:
     return rows
 
 
+@dataclass(slots=True)
+class Entry:
+    """A timeline entry as the page shows it: the columns it reads and the kind's label."""
+
+    pk: int
+    at: datetime
+    kind: str
+    kind_label: str
+    text: str
+    data: dict
+    corrects_id: int | None
+
+
 @dataclass
 class LevelRow:
     position: int
     delay_seconds: int
     whom: str
-    paged: list[TimelineEntry]
+    paged: list[Entry]
 
 
-def _escalation_levels(incident: Incident, pages: list[TimelineEntry]) -> list[LevelRow]:
+def _escalation_levels(incident: Incident, pages: list[Entry]) -> list[LevelRow]:
     """The frozen policy's levels with whom each pages, in three queries at most."""
     levels = incident.escalation_policy.get("levels") or []
     role_ids = {lv["role_id"] for lv in levels if lv.get("role_id")}
@@ -162,15 +175,23 @@ def _escalation_levels(incident: Incident, pages: list[TimelineEntry]) -> list[L
     return rows
 
 
-def _timeline(incident: Incident) -> list[TimelineEntry]:
-    return list(
-        TimelineEntry.objects.filter(incident=incident)
-        .select_related("actor")
-        .order_by("-at", "-pk")
-    )
+def _timeline(incident: Incident) -> list[Entry]:
+    """The whole timeline, newest first, as plain rows: model instances for a long
+    crisis's 2,000 entries cost more than the rest of the page (bench/war_room.py).
+    Each kind's label is translated once per page, not once per entry; only the
+    pages' details (their level) are read from the JSON column."""
+    labels = {value: str(label) for value, label in TimelineEntry.Kind.choices}
+    entries = TimelineEntry.objects.filter(incident=incident)
+    details = dict(entries.filter(kind=TimelineEntry.Kind.ESCALATION).values_list("pk", "data"))
+    return [
+        Entry(pk, at, kind, labels.get(kind, kind), text, details.get(pk, {}), corrects_id)
+        for pk, at, kind, text, corrects_id in entries.order_by("-at", "-pk").values_list(
+            "pk", "at", "kind", "text", "corrects_id"
+        )
+    ]
 
 
-def _timeline_context(incident: Incident, timeline: list[TimelineEntry]) -> dict:
+def _timeline_context(incident: Incident, timeline: list[Entry]) -> dict:
     # The timeline is append-only, so its highest id changes exactly when an entry
     # is added (whatever its time): the poll sends it back and gets 204 until then.
     return {

@@ -11,6 +11,8 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -38,6 +40,7 @@ from playbooks.models import (
     StakeholderGroup,
     SurfaceChannel,
     UpdateCadence,
+    UserProfile,
     rating_for,
 )
 from playbooks.oncall import oncall_holder, rotation_holder, rotation_ical_url, rotation_shifts
@@ -728,3 +731,23 @@ class ReviewReminderAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+
+class ProfileInline(admin.StackedInline):
+    """A person's phone (shown with them on the dashboard's on-call list), language
+    and time zone, next to their account."""
+
+    model = UserProfile
+    can_delete = False
+    extra = 1
+    max_num = 1
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+
+
+@admin.register(User)
+class PersonAdmin(UserAdmin):
+    inlines = [ProfileInline]

@@ -901,3 +901,52 @@ class ReviewReminder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.sent_on}"
+
+
+PHONE_RE = re.compile(r"^\+?[0-9 \-()./]{3,40}$")
+
+
+def validate_phone(value: str) -> None:
+    if value and not PHONE_RE.match(value):
+        raise ValidationError(
+            _("“%(value)s” is not a phone number (digits, spaces, + - ( ) . / only)."),
+            code="phone",
+            params={"value": value},
+        )
+
+
+class UserProfile(models.Model):
+    """What the desk remembers about a person: how to reach them by phone, the
+    language they read and the time zone every time is shown in.
+
+    Empty language: the browser's; empty time zone: the desk's (settings.TIME_ZONE).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("user"),
+        on_delete=models.CASCADE,
+        related_name="profile",
+    )
+    phone = models.CharField(_("phone"), max_length=40, blank=True, validators=[validate_phone])
+    language = models.CharField(
+        _("language"),
+        max_length=8,
+        blank=True,
+        choices=language_choices,
+        help_text=_("Empty: the language your browser asks for."),
+    )
+    time_zone = models.CharField(
+        _("time zone"),
+        max_length=64,
+        blank=True,
+        validators=[validate_timezone],
+        help_text=_("Empty: the desk's time zone. A name such as Europe/Budapest."),
+    )
+
+    class Meta:
+        verbose_name = _("profile")
+        verbose_name_plural = _("profiles")
+
+    def __str__(self) -> str:
+        return str(self.user)

@@ -107,10 +107,11 @@ def oncall_holder(*, role: CrisisRole, at: datetime | None = None):
 
 
 def oncall_now(*, at: datetime | None = None) -> list[tuple[CrisisRole, AbstractBaseUser | None]]:
-    """Every role with who holds it now, in three queries whatever the number of roles."""
+    """Every role with who holds it now (their profile too, for the phone), in a fixed
+    number of queries whatever the number of roles."""
     at = at or timezone.now()
     roles = CrisisRole.objects.prefetch_related(
-        "rotations__members__user", "rotations__overrides__user"
+        "rotations__members__user__profile", "rotations__overrides__user__profile"
     )
     result = []
     for role in roles:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django import template
+from django.utils import timezone
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
 register = template.Library()
@@ -35,3 +37,32 @@ def minutes(value: float | None) -> str:
     if value is None:
         return "—"
     return duration(timedelta(minutes=value))
+
+
+FORMATS = {
+    "full": "%Y-%m-%d %H:%M",
+    "time": "%H:%M",
+    "seconds": "%H:%M:%S",
+    "seconds_full": "%Y-%m-%d %H:%M:%S",
+}
+
+
+def local_stamp(value: datetime, style: str = "full") -> str:
+    """The moment in the active time zone, its zone's abbreviation after it."""
+    local = timezone.localtime(value)
+    zone = local.tzname() or timezone.get_current_timezone_name()
+    return f"{local.strftime(FORMATS.get(style, FORMATS['full']))} {zone}"
+
+
+@register.filter
+def when(value: datetime | None, style: str = "full") -> str:
+    """A moment in the viewer's time zone with the zone named, e.g. "2026-11-25 14:05 CET",
+    inside a ``<time>`` whose title gives the zone's full name (Europe/Budapest)."""
+    if value is None:
+        return "—"
+    return format_html(
+        '<time datetime="{}" title="{}">{}</time>',
+        value.isoformat(),
+        timezone.get_current_timezone_name(),
+        local_stamp(value, style),
+    )

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timedelta
 
 from django import template
 from django.utils import timezone
 from django.utils.html import format_html, json_script
+from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
 from incidents.templatetags.incident_tags import duration
@@ -71,3 +73,27 @@ def since(value: datetime | None) -> str:
 def seconds_duration(value: int | None) -> str:
     """A number of seconds as people read it: "10 min"."""
     return duration(timedelta(seconds=value or 0))
+
+
+@register.simple_tag
+def timeline_items(entries) -> SafeString:
+    """The timeline's rows, built in Python with every value escaped: a crisis's
+    2,000 entries take a few milliseconds this way against some 300 ms through
+    template nodes (bench/war_room.py)."""
+    if not entries:
+        return format_html('<li class="muted">{}</li>', _("Nothing yet."))
+    zone = timezone.get_current_timezone()
+    zone_name = html.escape(timezone.get_current_timezone_name())
+    corrects = html.escape(_("(corrects an earlier entry)"))
+    rows = []
+    for entry in entries:
+        link = f' <a href="#entry-{entry.corrects_id}">{corrects}</a>' if entry.corrects_id else ""
+        local = entry.at.astimezone(zone)
+        rows.append(
+            f'<li id="entry-{entry.pk}" data-kind="{html.escape(entry.kind)}">'
+            f'<time datetime="{entry.at.isoformat()}" title="{zone_name}">'
+            f"{local:%Y-%m-%d %H:%M:%S} {html.escape(local.tzname() or zone_name)}</time> "
+            f'<span class="kind">{html.escape(entry.kind_label)}</span><br>'
+            f'<span class="text">{html.escape(entry.text)}</span>{link}</li>'
+        )
+    return mark_safe("\n".join(rows))  # noqa: S308 - every value above is escaped
