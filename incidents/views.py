@@ -10,7 +10,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from incidents import acklinks, postmortem, services
 from incidents.models import Incident, Message, PostMortemRevision
 from incidents.selectors import incident_messages, incidents_visible_to
-from playbooks.models import Channel, RotationMember
+from playbooks.models import Channel, RotationMember, UserProfile
 
 
 @require_http_methods(["GET", "POST"])
@@ -36,7 +36,11 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def _holder_zone(user) -> str:
-    """The link holder's time zone: their on-call rotation's, else the site's."""
+    """The link holder's time zone: their own (profile), else their on-call
+    rotation's, else the site's."""
+    chosen = UserProfile.objects.filter(user=user).values_list("time_zone", flat=True).first()
+    if chosen:
+        return chosen
     membership = (
         RotationMember.objects.filter(user=user)
         .select_related("rotation")
