@@ -19,7 +19,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, IntegerField, Max, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models import (
+    Count,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+)
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -110,7 +120,16 @@ def statement_due(incident: Incident) -> datetime | None:
 
 def _active(user, *, now: datetime) -> list[Incident]:
     qs = incidents_visible_to(user).filter(status__in=Incident.ACTIVE_STATUSES)
-    rows = list(_with_deadlines(qs, now=now).order_by("severity", "opened_at", "pk"))
+    # The next update due to each audience (its cadence timer), in one more query.
+    cadence = Prefetch(
+        "timers",
+        queryset=Timer.objects.filter(state=Timer.State.PENDING, kind=Timer.Kind.UPDATE_CADENCE)
+        .select_related("audience")
+        .order_by("due_at", "pk"),
+        to_attr="cadence_timers",
+    )
+    qs = _with_deadlines(qs, now=now).prefetch_related(cadence)
+    rows = list(qs.order_by("severity", "opened_at", "pk"))
     for incident in rows:
         incident.statement_due_at = statement_due(incident)
     return rows

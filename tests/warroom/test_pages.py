@@ -9,7 +9,8 @@ import time_machine
 from django.utils import timezone
 
 from incidents import services
-from incidents.models import Incident, Task, TimelineEntry
+from incidents.models import Incident, Task, TimelineEntry, Timer
+from playbooks.models import UserProfile
 
 pytestmark = pytest.mark.django_db
 
@@ -46,6 +47,23 @@ def test_it_shows_the_dashboard(client, desk, manager):
     assert "noa@example.test" in html  # on call now, with e-mail
     assert 'class="countdown' in html
     assert "/incidents/new/" in html and "/api/docs/" in html and "/incidents/trends/" in html
+
+
+def test_the_dashboard_shows_the_next_update_due_to_each_audience(client, desk, manager):
+    incident = desk["incident"]
+    Timer.objects.create(
+        incident=incident,
+        kind=Timer.Kind.UPDATE_CADENCE,
+        audience=desk["customers"],
+        due_at=timezone.now() + dt.timedelta(minutes=45),
+    )
+    UserProfile.objects.create(user=desk["noa"], phone="+972 3 555 0101")
+    client.force_login(manager)
+    html = client.get("/").content.decode()
+    row = html.split(f'data-reference="{incident.reference}"')[1].split("</tr>")[0]
+    cell = row.split("Next updates")[1]
+    assert desk["customers"].name in cell and "in 44 min" in cell
+    assert 'href="tel:+97235550101"' in html  # on call now, with a phone to call
 
 
 def test_it_counts_down_and_turns_red_when_missed(client, desk, manager):
