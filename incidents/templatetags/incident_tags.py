@@ -7,6 +7,8 @@ from datetime import timedelta
 from django import template
 from django.utils.translation import gettext as _
 
+from crisisdesk.timefmt import format_when
+
 register = template.Library()
 
 
@@ -35,3 +37,14 @@ def minutes(value: float | None) -> str:
     if value is None:
         return "—"
     return duration(timedelta(minutes=value))
+
+
+@register.filter
+def when(value, tz=None) -> str:
+    """A moment with its zone named ("2026-11-25 14:05 UTC"); ``tz`` a zone name or None."""
+    return format_when(value, tz or None)
+
+
+@register.filter
+def when_seconds(value, tz=None) -> str:
+    return format_when(value, tz or None, seconds=True)
