@@ -158,17 +158,6 @@ class CrisisRole(models.Model):
         return self.name
 
 
-# Which severities page escalation level 1 at once: this one and the worse ones
-# (a lower number is more severe). Incidents keep their own Severity choices;
-# these labels only name the cut-off.
-PAGE_AT_ONCE_CHOICES = [
-    (1, _("SEV1")),
-    (2, _("SEV1 and SEV2")),
-    (3, _("SEV1 to SEV3")),
-    (4, _("Every severity")),
-]
-
-
 class Playbook(models.Model):
     """One version of a playbook.
 
@@ -226,12 +215,11 @@ class Playbook(models.Model):
         _("page level 1 at once"),
         null=True,
         blank=True,
-        choices=PAGE_AT_ONCE_CHOICES,
         validators=bounded(1, MAX_SEVERITY),
         help_text=_(
             "Incidents of this severity or worse page escalation level 1 the moment they "
-            "open (or are raised to it), without waiting for its delay. Empty: level 1 "
-            "always waits for its delay."
+            "open (or are raised to it), without waiting for its delay: 1 = SEV1 only, "
+            "2 = SEV1 and SEV2, up to 4 = every severity. Empty: level 1 always waits."
         ),
     )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
