@@ -129,7 +129,8 @@ class IncidentAdmin(VisibleRowsMixin, AuditHistoryAdmin):
     readonly_fields = (
         "reference", "status", "playbook", "opened_by", "acknowledged_by", "opened_at",
         "acknowledged_at", "first_statement_at", "contained_at", "resolved_at", "closed_at",
-        "escalation_round", "first_statement_minutes", "communications", "postmortem_link",
+        "escalation_round", "first_paged_at", "first_statement_minutes", "communications",
+        "postmortem_link",
     )  # fmt: skip
 
     @admin.display(description=_("post-mortem"))

@@ -97,7 +97,7 @@ class IncidentSerializer(serializers.ModelSerializer):
             "confidential", "drill", "playbook", "first_statement_minutes", "opened_by",
             "acknowledged_by", "detected_at", "opened_at", "acknowledged_at",
             "first_statement_at", "contained_at", "resolved_at", "closed_at",
-            "escalation_round", "updated_at",
+            "escalation_round", "first_paged_at", "updated_at",
         )  # fmt: skip
         read_only_fields = fields
 

@@ -152,9 +152,23 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
         label = _("level %(n)s") % {"n": position}
         if cycle:
             label = _("level %(n)s, repeat %(c)s") % {"n": position, "c": cycle}
+        nxt = _next_step(
+            levels=levels, repeat=policy.get("repeat", 0), cycle=cycle, position=position
+        )
+        next_due = due_at + timedelta(seconds=levels[nxt[1] - 1]["delay_seconds"]) if nxt else None
         if people:
+            if incident.first_paged_at is None and incident.acknowledged_at is None:
+                # The acknowledge target runs from here (incidents/models.py says why).
+                Incident.objects.filter(pk=incident.pk).update(first_paged_at=now)
+                incident.first_paged_at = now
             created = notify.escalation_notifications(
-                incident=incident, timer=timer, level=position, cycle=cycle, people=people, now=now
+                incident=incident,
+                timer=timer,
+                level=position,
+                cycle=cycle,
+                people=people,
+                now=now,
+                next_level_at=next_due,
             )
             paged_ids = created
             names = ", ".join(p.get_full_name() or p.get_username() for p in people)
@@ -182,9 +196,6 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
                 % {"label": label},
                 data={"timer_id": timer.pk, "level": position, "cycle": cycle},
             )
-        nxt = _next_step(
-            levels=levels, repeat=policy.get("repeat", 0), cycle=cycle, position=position
-        )
         if nxt is None:
             TimelineEntry.objects.create(
                 incident=incident,
@@ -195,7 +206,7 @@ def _fire_escalation(*, timer: Timer, incident: Incident, now: datetime) -> tupl
             )
             return (f"paged {len(people)} ({label}); policy exhausted", paged_ids)
         cycle, position = nxt
-        due_at = due_at + timedelta(seconds=levels[position - 1]["delay_seconds"])
+        due_at = next_due
         if people:
             Timer.objects.get_or_create(
                 incident=incident,

@@ -113,6 +113,13 @@ class Incident(models.Model):
     contained_at = models.DateTimeField(_("contained"), null=True, blank=True)
     resolved_at = models.DateTimeField(_("resolved"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
+    # When the first escalation page went out: the acknowledge target is measured
+    # from it (incidents/postmortem/facts.py), falling back to opened_at when nobody
+    # was paged. Stamped by the escalation handler in the transaction that writes the
+    # page, only while nobody has acknowledged, so it pairs with acknowledged_at:
+    # both are kept when an acknowledged incident is reopened, and reopening one
+    # nobody acknowledged clears it with the rest of the round.
+    first_paged_at = models.DateTimeField(_("first page"), null=True, blank=True, editable=False)
     # Bumped by every reopen: a new escalation round, whose timers are distinct
     # from the previous round's (see Timer's unique constraint).
     escalation_round = models.PositiveIntegerField(_("escalation round"), default=1)

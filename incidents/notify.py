@@ -155,14 +155,23 @@ def _create(
 
 
 def escalation_notifications(
-    *, incident: Incident, timer: Timer, level: int, cycle: int, people: list, now: datetime
+    *,
+    incident: Incident,
+    timer: Timer,
+    level: int,
+    cycle: int,
+    people: list,
+    now: datetime,
+    next_level_at: datetime | None,
 ) -> list[int]:
-    policy_levels = incident.escalation_policy.get("levels") or []
-    next_delay = None
-    if level < len(policy_levels):
-        next_delay = policy_levels[level]["delay_seconds"]
-    elif cycle < incident.escalation_policy.get("repeat", 0):
-        next_delay = policy_levels[0]["delay_seconds"]
+    """One page per person, rendered now, inside the firing transaction.
+
+    The body is written once and every resend (at least once, same Message-ID)
+    carries it unchanged, so it states what stands at this instant: the incident
+    row is locked by the fire and read in this transaction, so a first statement
+    already made is reported as made (and when), one not made yet as due (and when);
+    ``next_level_at`` is the time of the next level's timer the fire writes.
+    """
     earlier = list(
         Notification.objects.filter(
             incident=incident, reason="escalation", created_at__gte=incident.opened_at
@@ -172,16 +181,24 @@ def escalation_notifications(
         .values_list("recipient__first_name", "recipient__last_name", "recipient__username")
     )
     already = sorted({(f"{f} {lname}".strip() or u) for f, lname, u in earlier})
+    statement_due = (
+        None
+        if incident.first_statement_at
+        else incident.opened_at + timedelta(minutes=incident.first_statement_minutes)
+    )
     context = {
         "level": level,
         "cycle": cycle,
         "paged_now": [p.get_full_name() or p.get_username() for p in people],
         "paged_before": already,
-        "next_level_at": now + timedelta(seconds=next_delay) if next_delay is not None else None,
-        "first_statement_due": incident.opened_at
-        + timedelta(minutes=incident.first_statement_minutes),
+        "next_level_at": next_level_at,
+        "first_statement_at": incident.first_statement_at,
+        "first_statement_due": statement_due,
+        "first_statement_overdue": statement_due is not None and statement_due <= now,
         "since": incident.opened_at,
         "now": now,
+        # The zone times are shown in (None: the desk's, settings.TIME_ZONE).
+        "tz": None,
     }
     created = []
     for person in people:

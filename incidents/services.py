@@ -54,9 +54,11 @@ def escalation_policy_freeze(playbook: Playbook | None) -> dict:
     if playbook is None:
         role = CrisisRole.objects.filter(slug=ADHOC_ROLE_SLUG).first()
         if role is None:
-            return {"repeat": 0, "levels": []}
+            return {"repeat": 0, "page_at_once_max_severity": None, "levels": []}
         return {
             "repeat": 0,
+            # Level 1 pages at once already (delay 0).
+            "page_at_once_max_severity": None,
             "levels": [
                 {"delay_seconds": d, "target": "role", "role_id": role.pk}
                 for d in ADHOC_DELAYS_SECONDS
@@ -72,7 +74,11 @@ def escalation_policy_freeze(playbook: Playbook | None) -> dict:
         else:
             entry["user_ids"] = sorted(u.pk for u in level.users.all())
         levels.append(entry)
-    return {"repeat": playbook.escalation_repeat_count, "levels": levels}
+    return {
+        "repeat": playbook.escalation_repeat_count,
+        "page_at_once_max_severity": playbook.page_at_once_max_severity,
+        "levels": levels,
+    }
 
 
 @transaction.atomic
@@ -165,6 +171,8 @@ def _incident_open(
     4. Make the tasks from the steps, due at opening + offset, assigned to the role holder.
     5. Write the timers (escalation level 1, first-statement reminder and deadline,
        task due times) in this same transaction; they are enqueued after commit.
+       Level 1 is due at once when the playbook pages this severity at once
+       (``timers.first_level_timer``), else after its delay.
     """
     now = now or timezone.now()
     title = (title or "").strip()
@@ -383,28 +391,39 @@ def incident_acknowledge_by_link(*, token: str, now: datetime | None = None) -> 
 
 @transaction.atomic
 def incident_change_severity(
-    *, incident: Incident, severity: int, actor: AbstractBaseUser | None, reason: str = ""
+    *,
+    incident: Incident,
+    severity: int,
+    actor: AbstractBaseUser | None,
+    reason: str = "",
+    now: datetime | None = None,
 ) -> Incident:
+    """Change the severity. Raised to one the playbook pages at once while level 1 still
+    waits for its delay, level 1 is paged now (``timers.first_level_bring_forward``)."""
     if severity not in (1, 2, 3, 4):
         raise ValidationError({"severity": _("Severity must be 1 (critical) to 4 (minor).")})
+    now = now or timezone.now()
     incident = _locked(incident)
     old = incident.severity
     if old == severity:
         return incident
     incident.severity = severity
     incident.save(update_fields=["severity", "updated_at"])
+    brought_forward = timers.first_level_bring_forward(incident=incident, now=now)
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.SEVERITY,
         actor=actor,
+        at=now,
         text=_("%(who)s changed severity SEV%(old)s → SEV%(new)s.%(reason)s")
         % {
             "who": actor_name(actor),
             "old": old,
             "new": severity,
             "reason": f" {reason}" if reason else "",
-        },
-        data={"from": old, "to": severity},
+        }
+        + (_(" Escalation level 1 is paged now, without its delay.") if brought_forward else ""),
+        data={"from": old, "to": severity, "level_1_brought_forward": bool(brought_forward)},
     )
     return incident
 
@@ -489,7 +508,8 @@ def incident_close(*, incident: Incident, actor: AbstractBaseUser | None) -> Inc
 def incident_reopen(
     *, incident: Incident, actor: AbstractBaseUser | None, reason: str = ""
 ) -> Incident:
-    """Reopen a resolved or closed incident: a fresh escalation round starts at level 1."""
+    """Reopen a resolved or closed incident: a fresh escalation round starts at level 1,
+    paged at once if the severity pages at once (``timers.first_level_timer``)."""
     incident = _locked(incident)
     if incident.is_active:
         raise ValidationError(_("The incident is still active."))
@@ -498,6 +518,10 @@ def incident_reopen(
     incident.escalation_round += 1
     incident.resolved_at = None
     incident.closed_at = None
+    if incident.acknowledged_at is None:
+        # Nobody acknowledged the earlier round: the target is measured from this round's
+        # first page. Once acknowledged, the pair (first page, acknowledgement) is kept.
+        incident.first_paged_at = None
     incident.save()
     timeline_add(
         incident=incident,

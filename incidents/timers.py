@@ -22,18 +22,65 @@ from incidents.models import Incident, Timer
 HORIZON = timedelta(seconds=60)
 
 
+def pages_at_once(*, policy: dict, severity: int) -> bool:
+    """Whether this frozen policy pages level 1 at once, without its delay, for this severity.
+
+    ``page_at_once_max_severity`` (frozen from the playbook): this severity or worse
+    (a lower number); missing or None, never.
+    """
+    cutoff = (policy or {}).get("page_at_once_max_severity")
+    return cutoff is not None and severity <= cutoff
+
+
 def first_level_timer(*, incident: Incident, start: datetime) -> Timer | None:
+    """Level 1 of a new round (opening, reopening): due at ``start`` plus its delay,
+    or at ``start`` itself when the incident's severity pages at once."""
     levels = incident.escalation_policy.get("levels") or []
     if not levels:
         return None
+    delay = levels[0]["delay_seconds"]
+    if pages_at_once(policy=incident.escalation_policy, severity=incident.severity):
+        delay = 0
     return Timer(
         incident=incident,
         kind=Timer.Kind.ESCALATION,
-        due_at=start + timedelta(seconds=levels[0]["delay_seconds"]),
+        due_at=start + timedelta(seconds=delay),
         round=incident.escalation_round,
         cycle=0,
         level=1,
     )
+
+
+def first_level_bring_forward(*, incident: Incident, now: datetime) -> Timer | None:
+    """Make a still-pending level 1 due now, if the incident's severity now pages at once.
+
+    Called with the incident row locked (a fire takes the same lock, so it has
+    either claimed level 1 already, and nothing is pending, or sees the new time).
+    A message already sent for the old time finds the timer fired and does nothing.
+    """
+    if incident.status != Incident.Status.OPEN or not pages_at_once(
+        policy=incident.escalation_policy, severity=incident.severity
+    ):
+        return None
+    timer = Timer.objects.filter(
+        incident=incident,
+        kind=Timer.Kind.ESCALATION,
+        state=Timer.State.PENDING,
+        round=incident.escalation_round,
+        cycle=0,
+        level=1,
+        due_at__gt=now,
+    ).first()
+    if timer is None:
+        return None
+    moved = Timer.objects.filter(pk=timer.pk, state=Timer.State.PENDING).update(
+        due_at=now, enqueued_at=None
+    )
+    if moved != 1:
+        return None
+    timer.due_at, timer.enqueued_at = now, None
+    enqueue_on_commit([timer])
+    return timer
 
 
 def enqueue_on_commit(timers: Iterable[Timer]) -> None:

@@ -37,6 +37,7 @@ MAX_ESCALATION_LEVELS = 50
 MAX_CADENCE_MINUTES = 7 * 24 * 60  # every audience hears from us at least weekly
 MAX_HANDOFF_HOURS = 90 * 24  # a shift lasts at most 90 days
 MAX_RISK_REVIEW_DAYS = 1096  # a risk's next review within 3 years
+MAX_SEVERITY = 4  # severities run from SEV1 (critical) to SEV4 (minor)
 
 # C0 control characters but tab, line feed and carriage return; NUL among them,
 # which PostgreSQL refuses in text.
@@ -210,6 +211,17 @@ class Playbook(models.Model):
         validators=bounded(0, MAX_ESCALATION_REPEATS),
         help_text=_("How many times the escalation levels run again after the last one: 0 to 20."),
     )
+    page_at_once_max_severity = models.PositiveSmallIntegerField(
+        _("page level 1 at once"),
+        null=True,
+        blank=True,
+        validators=bounded(1, MAX_SEVERITY),
+        help_text=_(
+            "Incidents of this severity or worse page escalation level 1 the moment they "
+            "open (or are raised to it), without waiting for its delay: 1 = SEV1 only, "
+            "2 = SEV1 and SEV2, up to 4 = every severity. Empty: level 1 always waits."
+        ),
+    )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -246,6 +258,11 @@ class Playbook(models.Model):
                 0,
                 MAX_ESCALATION_REPEATS,
                 "playbook_escalation_repeat_count_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(page_at_once_max_severity__isnull=True)
+                | Q(page_at_once_max_severity__gte=1, page_at_once_max_severity__lte=MAX_SEVERITY),
+                name="playbook_page_at_once_max_severity_range",
             ),
         ]
 
@@ -630,8 +647,9 @@ class RotationOverride(models.Model):
 class EscalationLevel(models.Model):
     """One level of a playbook's escalation policy.
 
-    Level 1 pages ``delay_seconds`` after the incident opens; each later level
-    pages its delay after the previous one, as long as nobody has acknowledged.
+    Level 1 pages ``delay_seconds`` after the incident opens (at once for the
+    severities the playbook's ``page_at_once_max_severity`` names); each later
+    level pages its delay after the previous one, as long as nobody has acknowledged.
     Whom to page is decided when the level fires, never when the incident opens.
     """
 
@@ -655,7 +673,8 @@ class EscalationLevel(models.Model):
         _("delay (seconds)"),
         validators=bounded(0, MAX_ESCALATION_DELAY_SECONDS),
         help_text=_(
-            "After the incident opens (level 1) or after the previous level: 0 to 86400 (a day)."
+            "After the incident opens (level 1, unless its severity pages at once) or after "
+            "the previous level: 0 to 86400 (a day)."
         ),
     )
     target = models.CharField(_("page"), max_length=16, choices=Target.choices)

@@ -116,6 +116,7 @@ def playbook_to_dict(playbook: Playbook) -> dict:
         else None,
         "first_statement_minutes": playbook.first_statement_minutes,
         "escalation_repeat_count": playbook.escalation_repeat_count,
+        "page_at_once_max_severity": playbook.page_at_once_max_severity,
         "steps": [
             {
                 "phase": str(s.phase),
@@ -370,6 +371,7 @@ _PLAYBOOK_FIELDS = (
     "last_reviewed_on",
     "first_statement_minutes",
     "escalation_repeat_count",
+    "page_at_once_max_severity",
     "steps",
     "templates",
     "escalation",
@@ -528,6 +530,9 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         "last_reviewed_on": last_reviewed,
         "first_statement_minutes": c.get(p, "first_statement_minutes", path, int, default=60),
         "escalation_repeat_count": c.get(p, "escalation_repeat_count", path, int, default=0),
+        "page_at_once_max_severity": c.get(
+            p, "page_at_once_max_severity", path, int, default=None, nullable=True
+        ),
         "steps": [],
         "templates": [],
         "escalation": [],
@@ -671,6 +676,7 @@ _PLAYBOOK_MODEL_FIELDS = (
     "last_reviewed_on",
     "first_statement_minutes",
     "escalation_repeat_count",
+    "page_at_once_max_severity",
 )
 
 
@@ -733,6 +739,7 @@ def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
             last_reviewed_on=plan["last_reviewed_on"],
             first_statement_minutes=plan["first_statement_minutes"],
             escalation_repeat_count=plan["escalation_repeat_count"],
+            page_at_once_max_severity=plan["page_at_once_max_severity"],
         )
         PlaybookStep.objects.bulk_create(
             PlaybookStep(

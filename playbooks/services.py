@@ -41,6 +41,7 @@ PLAYBOOK_FIELDS = (
     "last_reviewed_on",
     "first_statement_minutes",
     "escalation_repeat_count",
+    "page_at_once_max_severity",
 )
 
 # A draft's content: changed only through playbook_content_save/delete.

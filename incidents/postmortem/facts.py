@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from crisisdesk.timefmt import format_when
 from incidents.models import (
     ActionItem,
     Incident,
@@ -142,6 +143,21 @@ def acknowledge_target(incident: Incident) -> timedelta | None:
     return timedelta(seconds=levels[0]["delay_seconds"])
 
 
+def acknowledge_clock_start(incident: Incident) -> datetime:
+    """Where time to acknowledge is measured from: the first page, or opening if nobody
+    was ever paged. Nobody can acknowledge a page before it arrives, and a level 1 that
+    pages late (or at once, for a SEV1) must not be counted against the person paged.
+    ``first_paged_at`` pairs with ``acknowledged_at`` across reopenings (models.py);
+    the report's target and the trends' median and rate all measure from here."""
+    return incident.first_paged_at or incident.opened_at
+
+
+def time_to_acknowledge(incident: Incident) -> timedelta | None:
+    if incident.acknowledged_at is None:
+        return None
+    return incident.acknowledged_at - acknowledge_clock_start(incident)
+
+
 def _end(incident: Incident, now: datetime) -> datetime:
     return incident.closed_at or incident.resolved_at or now
 
@@ -157,15 +173,21 @@ def _targets(
     elapsed = end - incident.opened_at
     acked = incident.acknowledged_at
     ack_target = acknowledge_target(incident)
-    ack_actual = acked - incident.opened_at if acked else None
+    ack_actual = time_to_acknowledge(incident)
+    ack_from = acknowledge_clock_start(incident)
+    ack_detail = (
+        _("Measured from the first page, %(t)s.") % {"t": format_when(ack_from)}
+        if incident.first_paged_at
+        else _("Measured from opening: nobody was paged.")
+    )
     targets = [
         Target(
             key="acknowledge",
             label=_("Acknowledge"),
             target=ack_target,
             actual=ack_actual,
-            outcome=_outcome(ack_target, ack_actual, elapsed),
-            detail="" if acked else _("Never acknowledged by a person."),
+            outcome=_outcome(ack_target, ack_actual, end - ack_from),
+            detail=ack_detail if acked else _("Never acknowledged by a person."),
         )
     ]
     fs_target = timedelta(minutes=incident.first_statement_minutes)

@@ -9,6 +9,8 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 
+from crisisdesk.timefmt import format_when
+
 register = template.Library()
 
 
@@ -39,30 +41,32 @@ def minutes(value: float | None) -> str:
     return duration(timedelta(minutes=value))
 
 
-FORMATS = {
-    "full": "%Y-%m-%d %H:%M",
-    "time": "%H:%M",
-    "seconds": "%H:%M:%S",
-    "seconds_full": "%Y-%m-%d %H:%M:%S",
-}
-
-
-def local_stamp(value: datetime, style: str = "full") -> str:
-    """The moment in the active time zone, its zone's abbreviation after it."""
-    local = timezone.localtime(value)
-    zone = local.tzname() or timezone.get_current_timezone_name()
-    return f"{local.strftime(FORMATS.get(style, FORMATS['full']))} {zone}"
+@register.filter
+def when(value, tz=None) -> str:
+    """A moment as text with its zone named ("2026-11-25 14:05 CET"): in ``tz`` (a zone
+    name) when given, else in the zone active now, which is the viewer's on a page and
+    the recipient's in an e-mail (notify renders each e-mail in its recipient's zone)."""
+    return format_when(value, tz or timezone.get_current_timezone())
 
 
 @register.filter
-def when(value: datetime | None, style: str = "full") -> str:
-    """A moment in the viewer's time zone with the zone named, e.g. "2026-11-25 14:05 CET",
-    inside a ``<time>`` whose title gives the zone's full name (Europe/Budapest)."""
+def when_seconds(value, tz=None) -> str:
+    return format_when(value, tz or timezone.get_current_timezone(), seconds=True)
+
+
+STYLES = {"full": False, "seconds_full": True}
+
+
+@register.filter
+def moment(value: datetime | None, style: str = "full") -> str:
+    """On a page: ``when`` inside a ``<time>`` whose title names the zone in full
+    (Europe/Budapest) and whose datetime attribute is the exact instant."""
     if value is None:
         return "—"
+    zone = timezone.get_current_timezone()
     return format_html(
         '<time datetime="{}" title="{}">{}</time>',
         value.isoformat(),
         timezone.get_current_timezone_name(),
-        local_stamp(value, style),
+        format_when(value, zone, seconds=STYLES.get(style, False)),
     )

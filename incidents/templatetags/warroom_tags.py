@@ -11,6 +11,7 @@ from django.utils.html import format_html, json_script
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.translation import gettext as _
 
+from crisisdesk.timefmt import format_when
 from incidents.templatetags.incident_tags import duration
 
 register = template.Library()
@@ -88,11 +89,10 @@ def timeline_items(entries) -> SafeString:
     rows = []
     for entry in entries:
         link = f' <a href="#entry-{entry.corrects_id}">{corrects}</a>' if entry.corrects_id else ""
-        local = entry.at.astimezone(zone)
         rows.append(
             f'<li id="entry-{entry.pk}" data-kind="{html.escape(entry.kind)}">'
             f'<time datetime="{entry.at.isoformat()}" title="{zone_name}">'
-            f"{local:%Y-%m-%d %H:%M:%S} {html.escape(local.tzname() or zone_name)}</time> "
+            f"{html.escape(format_when(entry.at, zone, seconds=True))}</time> "
             f'<span class="kind">{html.escape(entry.kind_label)}</span><br>'
             f'<span class="text">{html.escape(entry.text)}</span>{link}</li>'
         )

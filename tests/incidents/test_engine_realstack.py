@@ -47,3 +47,32 @@ def test_it_pages_each_level_on_time_and_stops_at_acknowledgement(
     assert "/incidents/ack/" in html
     assert first_two[1].message["Message-ID"].startswith("<")
     assert timezone.now()
+
+
+def test_a_sev1_pages_level_1_without_waiting_for_its_delay(
+    team, make_playbook, worker_factory, beat_factory, smtp_server
+):
+    """The playbook pages SEV1 at once: level 1's two-minute delay is not waited for."""
+    playbook = make_playbook(delays=(120, 120, 120), page_at_once_max_severity=1)
+    worker = worker_factory(smtp=smtp_server)
+    beat_factory()
+
+    incident = services.incident_open(
+        title="Adatszivárgás: ügyfélkártyák", severity=1, playbook=playbook
+    )
+    t0 = incident.opened_at.timestamp()
+    first = smtp_server.wait_for(1, timeout=60)
+    assert len(first) == 1, worker.log()
+    assert first[0].rcpt_tos == ["noa@example.test"]
+    assert "level 1, not acknowledged" in first[0].message["Subject"]
+    # Well inside the two minutes level 1 would otherwise wait (start-up jitter allowed).
+    assert first[0].at - t0 < 30
+    incident.refresh_from_db()
+    assert incident.first_paged_at is not None
+    assert incident.first_paged_at.timestamp() - t0 < 30
+    body = first[0].message.get_body(("plain",)).get_content()
+    assert "First public statement due" in body
+
+    services.incident_acknowledge(incident=incident, actor=team["people"]["noa"])
+    assert Timer.objects.get(incident=incident, kind="escalation", level=2).state == "cancelled"
+    smtp_server.assert_nothing_more(1)

@@ -116,7 +116,8 @@ def test_a_late_crisis_has_every_figure_measured_against_its_targets(desk, clock
     assert report.duration == 180 * MIN
 
     ack = target(report, "acknowledge")
-    assert (ack.target, ack.actual, ack.outcome) == (60 * MIN / 60, 5 * MIN, "missed")
+    # Measured from the first page (1.5 min), not from opening: 3.5 min against 1 min.
+    assert (ack.target, ack.actual, ack.outcome) == (60 * MIN / 60, 3.5 * MIN, "missed")
     statement = target(report, "first_statement")
     assert (statement.target, statement.actual, statement.outcome) == (
         60 * MIN,

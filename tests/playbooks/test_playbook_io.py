@@ -57,6 +57,7 @@ def full_playbook():
         last_reviewed_on=dt.date(2026, 10, 1),
         first_statement_minutes=45,
         escalation_repeat_count=2,
+        page_at_once_max_severity=1,
     )
     PlaybookStep.objects.create(
         playbook=playbook,
@@ -129,6 +130,7 @@ def test_it_round_trips_byte_for_byte(full_playbook):
     first = playbooks_export_yaml(playbooks=[Playbook.objects.get(pk=full_playbook.pk)])
     assert "Adatvédelmi incidens" in first and "עדכון" in first and "Ανακοίνωση" in first
     assert "instructions: |" in first  # multi-line text as block scalars
+    assert "page_at_once_max_severity: 1\n" in first
     wipe_playbooks()
 
     result = playbooks_import_yaml(text=first)

@@ -1,0 +1,41 @@
+"""Times as people read them in e-mails and reports, with the zone named.
+
+``format_when(dt, tz)`` is the one place a moment becomes text such as
+"2026-11-25 14:05 UTC" or "2026-11-25 15:05 CET". ``tz`` is a zone (a name
+like "Europe/Budapest" or a tzinfo); by default the desk's zone
+(settings.TIME_ZONE). A per-person zone is passed in by the caller.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import datetime, tzinfo
+
+from django.utils import timezone
+
+
+def zone(tz: str | tzinfo | None = None) -> tzinfo:
+    if tz is None:
+        return timezone.get_default_timezone()
+    if isinstance(tz, str):
+        return zoneinfo.ZoneInfo(tz)
+    return tz
+
+
+def format_when(
+    dt: datetime | None, tz: str | tzinfo | None = None, *, seconds: bool = False
+) -> str:
+    """``dt`` in ``tz`` as "YYYY-MM-DD HH:MM[:SS] ZONE"; "" for None.
+
+    The zone is its abbreviation ("UTC", "CET", "EEST"); where the zone database has
+    none it is the offset from UTC ("UTC+04"), never a bare "+04".
+    """
+    if dt is None:
+        return ""
+    local = dt.astimezone(zone(tz))
+    name = local.tzname() or ""
+    if not name or name[0] in "+-":
+        offset = local.strftime("%z")  # +0400, +0530
+        name = f"UTC{offset[:3]}" + (f":{offset[3:]}" if offset[3:] != "00" else "")
+    text = f"{local:%Y-%m-%d %H:%M:%S}" if seconds else f"{local:%Y-%m-%d %H:%M}"
+    return f"{text} {name}"
