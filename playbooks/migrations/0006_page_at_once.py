@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("playbooks", "0004_bounds_and_clean_text"),
+        ("playbooks", "0005_userprofile"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
