@@ -193,7 +193,10 @@ class PlaybookAdmin(AuditHistoryAdmin):
     change_list_template = "admin/playbooks/playbook/change_list.html"
     fieldsets = (
         (None, {"fields": ("key", "title", "scenario", "owner", "summary", "severity_guidance")}),
-        (_("Targets"), {"fields": ("first_statement_minutes", "escalation_repeat_count")}),
+        (
+            _("Targets"),
+            {"fields": ("first_statement_minutes", "escalation_repeat_count", "roll_call_minutes")},
+        ),
         (_("Review"), {"fields": ("review_cycle_days", "last_reviewed_on")}),
         (
             _("Version"),

@@ -486,7 +486,8 @@ class PlaybookSerializer(serializers.ModelSerializer):
         fields = (
             "id", "key", "version", "title", "scenario", "summary", "severity_guidance",
             "status", "owner", "review_cycle_days", "last_reviewed_on",
-            "first_statement_minutes", "escalation_repeat_count", "published_at",
+            "first_statement_minutes", "escalation_repeat_count", "roll_call_minutes",
+            "published_at",
             "created_at", "steps", "templates", "escalation_levels", "cadences",
         )  # fmt: skip
         read_only_fields = ("version", "status", "published_at", "created_at")

@@ -32,6 +32,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 
 from playbooks.models import (
+    DEFAULT_ROLL_CALL_MINUTES,
     Channel,
     CrisisRole,
     EscalationLevel,
@@ -116,6 +117,7 @@ def playbook_to_dict(playbook: Playbook) -> dict:
         else None,
         "first_statement_minutes": playbook.first_statement_minutes,
         "escalation_repeat_count": playbook.escalation_repeat_count,
+        "roll_call_minutes": playbook.roll_call_minutes,
         "steps": [
             {
                 "phase": str(s.phase),
@@ -370,6 +372,7 @@ _PLAYBOOK_FIELDS = (
     "last_reviewed_on",
     "first_statement_minutes",
     "escalation_repeat_count",
+    "roll_call_minutes",
     "steps",
     "templates",
     "escalation",
@@ -528,6 +531,9 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         "last_reviewed_on": last_reviewed,
         "first_statement_minutes": c.get(p, "first_statement_minutes", path, int, default=60),
         "escalation_repeat_count": c.get(p, "escalation_repeat_count", path, int, default=0),
+        "roll_call_minutes": c.get(
+            p, "roll_call_minutes", path, int, default=DEFAULT_ROLL_CALL_MINUTES
+        ),
         "steps": [],
         "templates": [],
         "escalation": [],
@@ -671,6 +677,7 @@ _PLAYBOOK_MODEL_FIELDS = (
     "last_reviewed_on",
     "first_statement_minutes",
     "escalation_repeat_count",
+    "roll_call_minutes",
 )
 
 
@@ -733,6 +740,7 @@ def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
             last_reviewed_on=plan["last_reviewed_on"],
             first_statement_minutes=plan["first_statement_minutes"],
             escalation_repeat_count=plan["escalation_repeat_count"],
+            roll_call_minutes=plan["roll_call_minutes"],
         )
         PlaybookStep.objects.bulk_create(
             PlaybookStep(

@@ -41,6 +41,7 @@ PLAYBOOK_FIELDS = (
     "last_reviewed_on",
     "first_statement_minutes",
     "escalation_repeat_count",
+    "roll_call_minutes",
 )
 
 # A draft's content: changed only through playbook_content_save/delete.
