@@ -315,3 +315,33 @@ def test_the_window_comes_from_the_playbook_and_defaults_to_ten_minutes(team, br
     timer = roll_call_timer(assignment, 1)
     assert timer.due_at - assignment.assumed_at == dt.timedelta(minutes=10)
     assert TimelineEntry.objects.filter(incident=incident, kind="roll_call").count() == 1
+
+
+# ------------------------------------------------------------------ post-mortem
+
+
+def test_the_post_mortem_has_a_roll_call_section(client, opened, team):
+    from incidents import postmortem
+
+    manager = opened.assignments.get(role__slug="crisis-manager")
+    n = activation(manager)
+    with time_machine.travel(n.created_at + dt.timedelta(minutes=2), tick=False):
+        services.role_answer_by_link(token=rollcall.rollcall_token(n.message_id, "joining"))
+    eszter = comms_lead(opened)
+    client.post(link(activation(eszter), "cant"))
+    tech = opened.assignments.get(role__slug="technical-lead")
+    fire(roll_call_timer(tech, 1))
+    report = postmortem.report_build(opened)
+    rows = {(r.assignment.role.slug, r.assignment.user.username): r for r in report.roll_call}
+    joined = rows[("crisis-manager", "noa")]
+    assert joined.answer == "joining" and joined.answered_after == dt.timedelta(minutes=2)
+    assert joined.emailed_at == n.created_at
+    cant = rows[("communications-lead", "eszter")]
+    assert cant.answer == "cant" and cant.offered_to == "Ελένη Παπαδοπούλου"
+    assert rows[("communications-lead", "eleni")].answer == "none"
+    chased = rows[("technical-lead", "eleni")]
+    assert chased.answer == "none" and chased.chased_at is not None
+    markdown = postmortem.report_markdown(report)
+    assert "## Roll call" in markdown and "offered to Ελένη Παπαδοπούλου" in markdown
+    html = postmortem.report_html(report)
+    assert 'id="roll-call"' in html and 'data-answer="cant"' in html

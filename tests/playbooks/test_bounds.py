@@ -30,6 +30,7 @@ BOUNDS = [
     (pb.Playbook, "review_cycle_days", 1096, "playbook_review_cycle_days_range"),
     (pb.Playbook, "first_statement_minutes", 10080, "playbook_first_statement_minutes_range"),
     (pb.Playbook, "escalation_repeat_count", 20, "playbook_escalation_repeat_count_range"),
+    (pb.Playbook, "roll_call_minutes", 1440, "playbook_roll_call_minutes_range"),
     (pb.PlaybookStep, "due_offset_minutes", 43200, "playbookstep_due_offset_minutes_range"),
     (pb.EscalationLevel, "delay_seconds", 86400, "escalationlevel_delay_seconds_range"),
     (pb.EscalationLevel, "position", 50, "escalationlevel_position_range"),
