@@ -376,6 +376,10 @@ def _unwanted(n: Notification) -> str:
     incident = n.incident
     if n.reason in (ACTIVATION, ROLL_CALL_CHASE) and n.role_assignment is not None:
         assignment = n.role_assignment
+        if incident is not None and not incident.is_active:
+            return _("The incident was %(status)s before this was sent.") % {
+                "status": incident.get_status_display().lower()
+            }
         if assignment.relieved_at is not None:
             return _("The role was handed on before this was sent.")
         if n.reason == ROLL_CALL_CHASE and assignment.answer != RoleAssignment.Answer.PENDING:

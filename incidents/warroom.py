@@ -283,6 +283,12 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
         .order_by("role__sort_order", "role__name", "-assumed_at")
     )
     current = [a for a in assignments if a.relieved_at is None]
+    window = services.roll_call_window(incident)
+    for a in current:
+        # Chased, and the second window ran out with nobody else to offer the role to.
+        a.unanswered = a.answer == RoleAssignment.Answer.PENDING and bool(
+            a.chased_at and now >= a.chased_at + window
+        )
     held = {a.role_id for a in current}
     # Roles the playbook's tasks need that nobody holds (nobody was on call, or relieved).
     unheld = {t.role_id: t.role for t in tasks if t.role_id and t.role_id not in held}

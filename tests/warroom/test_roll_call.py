@@ -111,3 +111,17 @@ def test_a_hidden_incident_or_another_incidents_assignment_is_404(client, desk, 
     client.force_login(manager)
     wrong = client.get(f"/incidents/{incident.reference}/roles/{tech.pk}/relieve/")
     assert wrong.status_code == 404
+
+
+def test_a_holder_nobody_can_replace_shows_as_unanswered(client, desk, manager):
+    incident = desk["incident"]
+    noa = current(incident, "crisis-manager")  # alone in her rotation
+    for level in (1, 2):
+        timer = Timer.objects.get(assignment=noa, level=level)
+        with time_machine.travel(timer.due_at, tick=False):
+            escalation.timer_fire(timer_id=timer.pk)
+    assert current(incident, "crisis-manager") == noa
+    client.force_login(manager)
+    with time_machine.travel(timer.due_at, tick=False):
+        html = board(client, incident)
+    assert "unanswered: nobody else to ask" in html
