@@ -7,7 +7,8 @@ higher one; ``python3 ../shared/tools/import_cycles.py`` checks it):
 2. ``permissions`` (groups, object permissions) and ``selectors`` (every read,
    permission-filtered: ``incidents_visible_to`` and one selector per model).
 3. ``timeline`` (``timeline_add``), ``dispatch`` (tasks queued by name after
-   commit), ``acklinks`` (the signed acknowledge links).
+   commit), ``acklinks`` (the signed acknowledge links), ``rollcall`` (the signed
+   joining / can't links of activation e-mails, signed the same way).
 4. ``notify``: the e-mail outbox; writing notifications and delivering them.
 5. ``timers``: writing timers and sending the near ones to the broker.
 6. ``comms``: messages (draft, approve, send, publish, correct).

@@ -43,14 +43,26 @@ class AckLink:
 DEAD_LINK = AckLink(DEAD)
 
 
+def link_token(payload: dict, *, salt: str) -> str:
+    """A signed, compressed token for an e-mail link (each kind of link has its salt)."""
+    return signing.dumps(payload, salt=salt, compress=True)
+
+
+def link_token_read(token: str, *, salt: str, max_age: timedelta = ACK_MAX_AGE) -> dict:
+    """What a link token carries; raises signing.SignatureExpired / BadSignature."""
+    data = signing.loads(token, salt=salt, max_age=max_age)
+    if not isinstance(data, dict):
+        raise signing.BadSignature("not a link token")
+    return data
+
+
 def ack_token(message_id: str) -> str:
-    return signing.dumps({"m": message_id}, salt=ACK_SALT, compress=True)
+    return link_token({"m": message_id}, salt=ACK_SALT)
 
 
 def ack_token_read(token: str) -> str:
     """The Message-ID a link was made for; raises signing.SignatureExpired / BadSignature."""
-    data = signing.loads(token, salt=ACK_SALT, max_age=ACK_MAX_AGE)
-    return data["m"]
+    return link_token_read(token, salt=ACK_SALT)["m"]
 
 
 def ack_link_read(token: str) -> AckLink:

@@ -313,8 +313,14 @@ class AssignmentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = RoleAssignment
-        fields = ("id", "incident", "role", "user", "assumed_at", "relieved_at", "assigned_by")
-        read_only_fields = ("assumed_at", "relieved_at", "assigned_by")
+        fields = (
+            "id", "incident", "role", "user", "assumed_at", "relieved_at", "assigned_by",
+            "answer", "answered_at", "chased_at", "offered_to",
+        )  # fmt: skip
+        read_only_fields = (
+            "assumed_at", "relieved_at", "assigned_by",
+            "answer", "answered_at", "chased_at", "offered_to",
+        )  # fmt: skip
 
 
 class AssignmentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):

@@ -48,7 +48,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import comms, dispatch, notify, timers
+from incidents import comms, dispatch, notify, services, timers
 from incidents.models import Incident, Notification, Task, TimelineEntry, Timer
 from playbooks.models import CrisisRole, OnCallRotation
 from playbooks.oncall import oncall_holder, rotation_holder
@@ -351,6 +351,11 @@ def _fire_message_send(*, timer: Timer, incident: Incident, now: datetime):
     return f"scheduled message sent to {count}", []
 
 
+def _fire_roll_call(*, timer: Timer, incident: Incident, now: datetime):
+    """A roll-call window ended: chase once, then pass the role on (see services)."""
+    return services.role_roll_call_lapsed(incident=incident, timer=timer, now=now)
+
+
 _HANDLERS = {
     Timer.Kind.ESCALATION: _fire_escalation,
     Timer.Kind.STATEMENT_REMINDER: _fire_statement_reminder,
@@ -358,4 +363,5 @@ _HANDLERS = {
     Timer.Kind.TASK_DUE: _fire_task_due,
     Timer.Kind.UPDATE_CADENCE: _fire_update_cadence,
     Timer.Kind.MESSAGE_SEND: _fire_message_send,
+    Timer.Kind.ROLL_CALL: _fire_roll_call,
 }

@@ -173,6 +173,11 @@ class ReferenceCounter(models.Model):
 class RoleAssignment(models.Model):
     """Who held a crisis role on an incident, and when. Relieving closes a row, never removes it."""
 
+    class Answer(models.TextChoices):
+        PENDING = "pending", _("No answer yet")
+        JOINING = "joining", _("Joining")
+        CANT = "cant", _("Can't")
+
     incident = models.ForeignKey(
         Incident, verbose_name=_("incident"), on_delete=models.PROTECT, related_name="assignments"
     )
@@ -195,6 +200,22 @@ class RoleAssignment(models.Model):
         blank=True,
         related_name="+",
     )
+    # The roll call (services.role_assign e-mails the holder; incidents/rollcall.py
+    # reads their answer; escalation._fire_roll_call chases and passes the role on).
+    answer = models.CharField(
+        _("roll-call answer"), max_length=16, choices=Answer.choices, default=Answer.PENDING
+    )
+    answered_at = models.DateTimeField(_("answered"), null=True, blank=True)
+    chased_at = models.DateTimeField(_("chased"), null=True, blank=True)
+    offered_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("role offered to"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text=_("Who the role passed to when this holder could not take it or did not answer."),
+    )
 
     class Meta:
         ordering = ("incident", "role__sort_order", "assumed_at")
@@ -205,6 +226,11 @@ class RoleAssignment(models.Model):
                 fields=("incident", "role"),
                 condition=Q(relieved_at__isnull=True),
                 name="assignment_one_current_holder",
+            ),
+            models.CheckConstraint(
+                condition=Q(answer="pending", answered_at__isnull=True)
+                | (~Q(answer="pending") & Q(answered_at__isnull=False)),
+                name="assignment_answer_has_time",
             ),
         ]
 
@@ -296,6 +322,7 @@ class TimelineEntry(models.Model):
         DELIVERY = "delivery", _("Delivery problem")
         DEADLINE = "deadline", _("Deadline")
         MESSAGE = "message", _("Message")
+        ROLL_CALL = "roll_call", _("Roll call")
         NOTE = "note", _("Note")
         CORRECTION = "correction", _("Correction")
 
@@ -359,6 +386,7 @@ class Timer(models.Model):
         UPDATE_CADENCE = "update_cadence", _("Stakeholder update due")
         TASK_DUE = "task_due", _("Task due")
         MESSAGE_SEND = "message_send", _("Scheduled message")
+        ROLL_CALL = "roll_call", _("Roll-call window")
 
     class State(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -401,6 +429,15 @@ class Timer(models.Model):
         blank=True,
         related_name="timers",
     )
+    # Roll-call timers: whose answer is awaited (level 1: the first window, 2: after the chase).
+    assignment = models.ForeignKey(
+        RoleAssignment,
+        verbose_name=_("role assignment"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="timers",
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     fired_at = models.DateTimeField(_("fired"), null=True, blank=True)
@@ -416,6 +453,12 @@ class Timer(models.Model):
                 fields=("incident", "round", "cycle", "level"),
                 condition=Q(kind="escalation"),
                 name="timer_escalation_step_unique",
+            ),
+            # One timer per roll-call window: a retried fire cannot chase twice.
+            models.UniqueConstraint(
+                fields=("assignment", "level"),
+                condition=Q(kind="roll_call"),
+                name="timer_roll_call_window_unique",
             ),
             models.CheckConstraint(
                 condition=Q(state="pending", fired_at__isnull=True) | ~Q(state="pending"),
@@ -506,6 +549,15 @@ class Notification(models.Model):
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
     ack_token_used_at = models.DateTimeField(_("acknowledge link used"), null=True, blank=True)
+    # Activation and roll-call chase e-mails: the assignment their links answer for.
+    role_assignment = models.ForeignKey(
+        RoleAssignment,
+        verbose_name=_("role assignment"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="notifications",
+    )
 
     class Meta:
         ordering = ("-created_at",)

@@ -58,7 +58,7 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from crisisdesk.mail import Email
-from incidents import acklinks, dispatch
+from incidents import acklinks, dispatch, rollcall
 from incidents.models import (
     DeliveryAttempt,
     Incident,
@@ -125,6 +125,7 @@ def _create(
     dedupe_key: str,
     template: str,
     context: dict,
+    role_assignment: RoleAssignment | None = None,
 ) -> Notification | None:
     message_id = Notification.new_message_id()
     context = {
@@ -135,12 +136,24 @@ def _create(
         "incident_url": incident_url(incident),
         "ack_url": absolute(reverse("incidents:ack", args=[acklinks.ack_token(message_id)])),
     }
+    if role_assignment is not None:
+        context.update(
+            {
+                f"{answer}_url": absolute(
+                    reverse(
+                        "incidents:rollcall", args=[rollcall.rollcall_token(message_id, answer)]
+                    )
+                )
+                for answer in rollcall.ANSWERS
+            }
+        )
     subject, text, html = render_email(template, context)
     try:
         with transaction.atomic():
             return Notification.objects.create(
                 incident=incident,
                 timer=timer,
+                role_assignment=role_assignment,
                 recipient=person,
                 to_email=person.email,
                 reason=reason,
@@ -300,6 +313,44 @@ def task_due_notifications(
     return [n.pk] if n else []
 
 
+ACTIVATION = "activation"
+ROLL_CALL_CHASE = "roll_call_chase"
+
+
+def activation_notification(
+    *,
+    incident: Incident,
+    assignment: RoleAssignment,
+    answer_by: datetime,
+    now: datetime,
+    chase: bool = False,
+    timer: Timer | None = None,
+) -> int | None:
+    """The e-mail that calls a role holder in (or, ``chase``, asks again), with the
+    two roll-call links; one per assignment and reason (the dedupe key)."""
+    person = assignment.user
+    if not person.is_active or not person.email:
+        return None
+    reason = ROLL_CALL_CHASE if chase else ACTIVATION
+    n = _create(
+        incident=incident,
+        timer=timer,
+        person=person,
+        reason=reason,
+        dedupe_key=f"{reason}:{assignment.pk}",
+        template=reason,
+        context={
+            "role": assignment.role,
+            "assignment": assignment,
+            "answer_by": answer_by,
+            "warroom_url": absolute(reverse("warroom:incident", args=[incident.reference])),
+            "now": now,
+        },
+        role_assignment=assignment,
+    )
+    return n.pk if n else None
+
+
 # ------------------------------------------------------------------ delivery
 
 
@@ -340,6 +391,17 @@ def escalations_cancel(*, incident: Incident, reason: str) -> int:
 def _unwanted(n: Notification) -> str:
     """Why this notification must not go out any more ("" if it is still wanted)."""
     incident = n.incident
+    if n.reason in (ACTIVATION, ROLL_CALL_CHASE) and n.role_assignment is not None:
+        assignment = n.role_assignment
+        if incident is not None and not incident.is_active:
+            return _("The incident was %(status)s before this was sent.") % {
+                "status": incident.get_status_display().lower()
+            }
+        if assignment.relieved_at is not None:
+            return _("The role was handed on before this was sent.")
+        if n.reason == ROLL_CALL_CHASE and assignment.answer != RoleAssignment.Answer.PENDING:
+            return _("The roll call was answered before this reminder was sent.")
+        return ""
     if n.reason != "escalation" or incident is None:
         return ""
     if incident.status != Incident.Status.OPEN:
@@ -365,9 +427,9 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     )
     if claimed != 1:
         return f"notification {notification_id}: not queued or not due"
-    n = Notification.objects.select_related("incident", "incident__acknowledged_by", "timer").get(
-        pk=notification_id
-    )
+    n = Notification.objects.select_related(
+        "incident", "incident__acknowledged_by", "timer", "role_assignment"
+    ).get(pk=notification_id)
     why = _unwanted(n)
     if why:
         Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from incidents import acklinks, notify, permissions, postmortem, timers
+from incidents import acklinks, dispatch, notify, permissions, postmortem, rollcall, timers
 from incidents.models import (
     IdempotencyKey,
     Incident,
@@ -30,8 +30,14 @@ from incidents.models import (
 )
 from incidents.selectors import incidents_visible_to
 from incidents.timeline import actor_name, timeline_add
-from playbooks.models import CrisisRole, EscalationLevel, Playbook, Scenario
-from playbooks.oncall import oncall_holder
+from playbooks.models import (
+    DEFAULT_ROLL_CALL_MINUTES,
+    CrisisRole,
+    EscalationLevel,
+    Playbook,
+    Scenario,
+)
+from playbooks.oncall import oncall_holder, rotation_next
 
 User = get_user_model()
 
@@ -552,7 +558,11 @@ def role_assign(
     actor: AbstractBaseUser | None = None,
     now: datetime | None = None,
 ) -> RoleAssignment:
-    """Hand a role to someone; the previous holder is relieved, never erased."""
+    """Hand a role to someone; the previous holder is relieved, never erased.
+
+    On an active incident the new holder is called in at once: an activation
+    e-mail with the two roll-call links, and a roll-call timer (``_roll_call_start``).
+    """
     now = now or timezone.now()
     current = (
         RoleAssignment.objects.select_for_update()
@@ -564,6 +574,7 @@ def role_assign(
             return current
         current.relieved_at = now
         current.save(update_fields=["relieved_at"])
+        _roll_call_stop(current, now=now)
     assignment = RoleAssignment.objects.create(
         incident=incident, role=role, user=user, assumed_at=now, assigned_by=actor
     )
@@ -586,32 +597,308 @@ def role_assign(
         },
         data={"role_id": role.pk, "user_id": user.pk},
     )
+    if incident.is_active:
+        _roll_call_start(incident=incident, assignment=assignment, now=now)
     return assignment
 
 
 @transaction.atomic
 def role_relieve(
-    *, incident: Incident, role: CrisisRole, actor: AbstractBaseUser | None = None
+    *,
+    incident: Incident,
+    role: CrisisRole,
+    actor: AbstractBaseUser | None = None,
+    assignment: RoleAssignment | None = None,
+    now: datetime | None = None,
 ) -> RoleAssignment | None:
+    """Relieve the role's current holder; None if nobody holds it.
+
+    With ``assignment``, only that holder: None if the role has changed hands
+    since (the war room's button names the holder it showed).
+    """
+    now = now or timezone.now()
     current = (
         RoleAssignment.objects.select_for_update()
         .filter(incident=incident, role=role, relieved_at__isnull=True)
         .first()
     )
-    if current is None:
+    if current is None or (assignment is not None and current.pk != assignment.pk):
         return None
-    current.relieved_at = timezone.now()
+    current.relieved_at = now
     current.save(update_fields=["relieved_at"])
+    _roll_call_stop(current, now=now)
     permissions.withdraw_assignment(incident=incident, user=current.user)
     timeline_add(
         incident=incident,
         kind=TimelineEntry.Kind.ROLE,
         actor=actor,
+        at=now,
         text=_("%(user)s was relieved as %(role)s.")
         % {"user": actor_name(current.user), "role": role.name},
         data={"role_id": role.pk, "user_id": None, "relieved_user_id": current.user_id},
     )
     return current
+
+
+# ------------------------------------------------------------------ roll call
+
+
+def roll_call_window(incident: Incident) -> timedelta:
+    """How long a role holder has to answer: the playbook version's window, else the default."""
+    minutes = incident.playbook.roll_call_minutes if incident.playbook_id else None
+    return timedelta(minutes=minutes or DEFAULT_ROLL_CALL_MINUTES)
+
+
+def _roll_call_start(*, incident: Incident, assignment: RoleAssignment, now: datetime) -> None:
+    """Call a new holder in: the activation e-mail, the first window's timer, a timeline entry."""
+    answer_by = now + roll_call_window(incident)
+    notification_id = notify.activation_notification(
+        incident=incident, assignment=assignment, answer_by=answer_by, now=now
+    )
+    timer = Timer.objects.create(
+        incident=incident,
+        kind=Timer.Kind.ROLL_CALL,
+        assignment=assignment,
+        level=1,
+        due_at=answer_by,
+    )
+    timers.enqueue_on_commit([timer])
+    if notification_id is not None:
+        dispatch.deliver_on_commit([notification_id])
+        text = _("Called %(user)s in as %(role)s by e-mail; answer due by %(t)s UTC.")
+    else:
+        text = _("%(user)s has no e-mail address to be called in as %(role)s: tell them yourself.")
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.ROLL_CALL,
+        at=now,
+        text=text
+        % {
+            "user": actor_name(assignment.user),
+            "role": assignment.role.name,
+            "t": f"{answer_by:%H:%M}",
+        },
+        data={
+            "assignment_id": assignment.pk,
+            "role_id": assignment.role_id,
+            "user_id": assignment.user_id,
+            "step": "called",
+            "notification_id": notification_id,
+            "answer_by": answer_by.isoformat(),
+        },
+    )
+
+
+def _roll_call_stop(assignment: RoleAssignment, *, now: datetime) -> int:
+    """Cancel the assignment's roll-call timers still pending (answered or relieved)."""
+    return Timer.objects.filter(
+        assignment=assignment, kind=Timer.Kind.ROLL_CALL, state=Timer.State.PENDING
+    ).update(state=Timer.State.CANCELLED, outcome=f"roll call over {now:%H:%M:%S}")
+
+
+@transaction.atomic
+def role_answer_by_link(*, token: str, now: datetime | None = None) -> rollcall.RollCallLink:
+    """Answer the roll call through a link of an activation (or chase) e-mail, as its holder.
+
+    1. Read the link (``rollcall.rollcall_link_read``): only a live one goes on, i.e. a
+       genuine, unexpired link for an unanswered, current assignment whose holder may
+       still see the active incident.
+    2. Lock the incident (the lock order of every path), then answer through
+       ``role_answer``, whose conditional update burns the roll call: only the request
+       that changed the row goes on, any other answers like a dead link.
+    """
+    now = now or timezone.now()
+    link = rollcall.rollcall_link_read(token)
+    if link.state != rollcall.LIVE:
+        return link
+    notification = link.notification
+    incident = _locked(notification.incident)
+    answered, passed_to = role_answer(
+        incident=incident, assignment=link.assignment, answer=link.answer, now=now
+    )
+    if not answered:
+        return rollcall.DEAD_LINK
+    notification.incident = incident
+    notification.role_assignment.refresh_from_db()
+    return rollcall.RollCallLink(rollcall.DONE, notification, link.answer, passed_to)
+
+
+@transaction.atomic
+def role_answer(
+    *,
+    incident: Incident,
+    assignment: RoleAssignment,
+    answer: str,
+    now: datetime | None = None,
+) -> tuple[bool, AbstractBaseUser | None]:
+    """Record a holder's roll-call answer, once. Returns (answered, who the role passed to).
+
+    Joining: the roll call is over for this holder (its timers are cancelled).
+    Can't: the holder is relieved at once and the role is offered to the next
+    person of the role's rotation (``_role_pass_on``), who gets their own
+    activation e-mail; with nobody left to ask, the role is left unheld and the
+    timeline says so. The answer is claimed by a conditional update on the
+    still-current, unanswered assignment: a second answer (a retry, the other
+    link) changes nothing and returns (False, None).
+    """
+    now = now or timezone.now()
+    if answer not in rollcall.ANSWERS:
+        raise ValidationError({"answer": _("Answer joining or can't.")})
+    claimed = RoleAssignment.objects.filter(
+        pk=assignment.pk, answer=RoleAssignment.Answer.PENDING, relieved_at__isnull=True
+    ).update(answer=answer, answered_at=now)
+    if claimed != 1:
+        return False, None
+    assignment.refresh_from_db()
+    _roll_call_stop(assignment, now=now)
+    who, role = actor_name(assignment.user), assignment.role.name
+    joining = answer == RoleAssignment.Answer.JOINING
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.ROLL_CALL,
+        actor=assignment.user,
+        at=now,
+        text=(
+            _("%(user)s is joining as %(role)s.") if joining else _("%(user)s can't take %(role)s.")
+        )
+        % {"user": who, "role": role},
+        data={
+            "assignment_id": assignment.pk,
+            "role_id": assignment.role_id,
+            "user_id": assignment.user_id,
+            "step": "answered",
+            "answer": answer,
+        },
+    )
+    if joining:
+        return True, None
+    return True, _role_pass_on(incident=incident, assignment=assignment, now=now, answered=True)
+
+
+def role_roll_call_lapsed(
+    *, incident: Incident, timer: Timer, now: datetime
+) -> tuple[str, list[int]]:
+    """A roll-call window ended (the ``roll_call`` timer's handler, incidents/escalation.py).
+
+    1. Nothing to do if the holder answered, was relieved, or the incident is over.
+    2. End of the first window (level 1), not answered: chase once. Claim the chase
+       by a conditional update (``chased_at``), e-mail "still needed" with the same
+       two links, write a timeline entry and the second window's timer (level 2;
+       one per assignment and level, so a retried fire writes none twice).
+    3. End of the second window (level 2), still not answered: relieve the holder
+       and offer the role to the next person of the rotation (``_role_pass_on``),
+       who gets their own activation e-mail. With nobody left to ask, the holder
+       keeps the role, unanswered, and the timeline says so.
+    """
+    assignment = timer.assignment
+    if (
+        assignment is None
+        or assignment.relieved_at is not None
+        or assignment.answer != RoleAssignment.Answer.PENDING
+        or not incident.is_active
+    ):
+        return "roll call answered or over", []
+    who, role = actor_name(assignment.user), assignment.role.name
+    window = roll_call_window(incident)
+    if timer.level <= 1:
+        chased = RoleAssignment.objects.filter(
+            pk=assignment.pk, chased_at__isnull=True, answer=RoleAssignment.Answer.PENDING
+        ).update(chased_at=now)
+        if chased != 1:
+            return "already chased", []
+        answer_by = timer.due_at + window
+        notification_id = notify.activation_notification(
+            incident=incident,
+            assignment=assignment,
+            answer_by=answer_by,
+            now=now,
+            chase=True,
+            timer=timer,
+        )
+        Timer.objects.get_or_create(
+            incident=incident,
+            kind=Timer.Kind.ROLL_CALL,
+            assignment=assignment,
+            level=2,
+            defaults={"due_at": answer_by},
+        )
+        timeline_add(
+            incident=incident,
+            kind=TimelineEntry.Kind.ROLL_CALL,
+            at=now,
+            text=_("No answer from %(user)s as %(role)s: asked again, answer due by %(t)s UTC.")
+            % {"user": who, "role": role, "t": f"{answer_by:%H:%M}"},
+            data={
+                "assignment_id": assignment.pk,
+                "role_id": assignment.role_id,
+                "user_id": assignment.user_id,
+                "step": "chased",
+                "timer_id": timer.pk,
+                "notification_id": notification_id,
+            },
+        )
+        return f"chased {who}", [notification_id] if notification_id else []
+    passed_to = _role_pass_on(incident=incident, assignment=assignment, now=now, answered=False)
+    if passed_to is None:
+        return "no answer; nobody else to ask", []
+    return f"no answer; offered to {actor_name(passed_to)}", []
+
+
+def _role_pass_on(
+    *, incident: Incident, assignment: RoleAssignment, now: datetime, answered: bool
+) -> AbstractBaseUser | None:
+    """Offer the role to the next person of its rotation (``playbooks.oncall.rotation_next``),
+    skipping everyone who held it on this incident before; returns them, or None.
+
+    The next person is assigned through ``role_assign`` (which relieves the holder and
+    e-mails the new one). With nobody to ask: a holder who said can't is relieved; one
+    who did not answer keeps the role, shown unanswered on the role board.
+    """
+    asked = set(
+        RoleAssignment.objects.filter(incident=incident, role=assignment.role).values_list(
+            "user_id", flat=True
+        )
+    )
+    nxt = rotation_next(role=assignment.role, after=assignment.user, exclude=asked)
+    who, role = actor_name(assignment.user), assignment.role.name
+    data = {
+        "assignment_id": assignment.pk,
+        "role_id": assignment.role_id,
+        "user_id": assignment.user_id,
+        "step": "offered",
+    }
+    names = {"user": who, "role": role}
+    if nxt is None:
+        if answered:
+            role_relieve(incident=incident, role=assignment.role, assignment=assignment, now=now)
+            text = _("%(user)s can't take %(role)s and nobody else is left to ask: assign someone.")
+        else:
+            text = _(
+                "%(user)s did not answer for %(role)s and nobody else is left to ask: "
+                "assign someone."
+            )
+        timeline_add(
+            incident=incident,
+            kind=TimelineEntry.Kind.ROLL_CALL,
+            at=now,
+            text=text % names,
+            data={**data, "offered_to": None},
+        )
+        return None
+    RoleAssignment.objects.filter(pk=assignment.pk).update(offered_to=nxt)
+    if answered:
+        text = _("%(user)s can't take %(role)s: it is offered to %(next)s.")
+    else:
+        text = _("%(user)s did not answer for %(role)s: it is offered to %(next)s.")
+    timeline_add(
+        incident=incident,
+        kind=TimelineEntry.Kind.ROLL_CALL,
+        at=now,
+        text=text % {**names, "next": actor_name(nxt)},
+        data={**data, "offered_to": nxt.pk},
+    )
+    role_assign(incident=incident, role=assignment.role, user=nxt, actor=None, now=now)
+    return nxt
 
 
 @transaction.atomic

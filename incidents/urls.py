@@ -5,6 +5,7 @@ from incidents import views
 app_name = "incidents"
 urlpatterns = [
     path("ack/<str:token>/", views.acknowledge_link, name="ack"),
+    path("rollcall/<str:token>/", views.rollcall_link, name="rollcall"),
     path("trends/", views.trends, name="trends"),
     path("<str:reference>/communications/", views.communications, name="communications"),
     path("<str:reference>/postmortem/", views.postmortem_page, name="postmortem"),

@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from incidents import acklinks, postmortem, services
+from incidents import acklinks, postmortem, rollcall, services
 from incidents.models import Incident, Message, PostMortemRevision
 from incidents.selectors import incident_messages, incidents_visible_to
 from playbooks.models import Channel, RotationMember, UserProfile
@@ -33,6 +33,24 @@ def acknowledge_link(request: HttpRequest, token: str) -> HttpResponse:
         context["zone"] = _holder_zone(link.notification.recipient)
     status = 404 if link.state == acklinks.DEAD else 200
     return render(request, "incidents/ack.html", context, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def rollcall_link(request: HttpRequest, token: str) -> HttpResponse:
+    """A roll-call link from an activation e-mail: *joining* or *can't*.
+
+    GET only shows a confirmation page (mail scanners open links); the POST
+    answers, once, through ``services.role_answer_by_link``. A dead link (forged,
+    cut, expired, used, its holder relieved or no longer allowed to see the
+    incident) gets one and the same 404 page.
+    """
+    if request.method == "POST":
+        link = services.role_answer_by_link(token=token)
+    else:
+        link = rollcall.rollcall_link_read(token)
+    status = 404 if link.state == rollcall.DEAD else 200
+    context = {"link": link, "incident": link.incident, "assignment": link.assignment}
+    return render(request, "incidents/rollcall.html", context, status=status)
 
 
 def _holder_zone(user) -> str:

@@ -319,10 +319,16 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
         grouped.setdefault(task.phase, []).append(task)
     assignments = list(
         RoleAssignment.objects.filter(incident=incident)
-        .select_related("role", "user")
+        .select_related("role", "user", "offered_to")
         .order_by("role__sort_order", "role__name", "-assumed_at")
     )
     current = [a for a in assignments if a.relieved_at is None]
+    window = services.roll_call_window(incident)
+    for a in current:
+        # Chased, and the second window ran out with nobody else to offer the role to.
+        a.unanswered = a.answer == RoleAssignment.Answer.PENDING and bool(
+            a.chased_at and now >= a.chased_at + window
+        )
     held = {a.role_id for a in current}
     # Roles the playbook's tasks need that nobody holds (nobody was on call, or relieved).
     unheld = {t.role_id: t.role for t in tasks if t.role_id and t.role_id not in held}
@@ -589,3 +595,55 @@ def role_assign(request: HttpRequest, reference: str) -> HttpResponse:
     else:
         messages.error(request, _("Choose a role and a person."))
     return redirect(reverse("warroom:incident", args=[incident.reference]) + "#roles")
+
+
+@_reader
+@require_http_methods(["GET", "POST"])
+def role_relieve(request: HttpRequest, reference: str, assignment_id: int) -> HttpResponse:
+    """Relieve a role's holder (the role is then unheld). GET, and an unconfirmed POST,
+    answer with a confirmation page; the confirmed POST calls the service. The same
+    permission as the API's relieve."""
+    incident = _visible(request, reference)
+    if not request.user.has_perm("incidents.change_roleassignment"):
+        raise PermissionDenied
+    assignment = get_object_or_404(
+        RoleAssignment.objects.select_related("role", "user"), pk=assignment_id, incident=incident
+    )
+    back = redirect(reverse("warroom:incident", args=[incident.reference]) + "#roles")
+    names = {"user": actor_name(assignment.user), "role": assignment.role.name}
+    if assignment.relieved_at is not None:
+        messages.warning(
+            request,
+            _("%(user)s no longer holds %(role)s (since %(when)s UTC): nothing to relieve.")
+            % {**names, "when": f"{assignment.relieved_at:%Y-%m-%d %H:%M}"},
+        )
+        return back
+    if request.method == "POST" and "confirmed" in request.POST:
+        relieved = services.role_relieve(
+            incident=incident, role=assignment.role, actor=request.user, assignment=assignment
+        )
+        if relieved is None:
+            messages.warning(
+                request,
+                _("%(user)s no longer holds %(role)s: someone changed it a moment before you.")
+                % names,
+            )
+        else:
+            messages.success(request, _("%(user)s is relieved as %(role)s.") % names)
+        return back
+    label = _("Relieve")
+    return render(
+        request,
+        "warroom/confirm.html",
+        {
+            "incident": incident,
+            "label": label,
+            "action_url": reverse("warroom:role_relieve", args=[incident.reference, assignment.pk]),
+            "question": _(
+                "Relieve %(user)s as %(role)s? Nobody holds the role until you hand it to "
+                "someone; the timeline records who held it and when."
+            )
+            % names,
+            "form": None,
+        },
+    )

@@ -14,6 +14,11 @@ urlpatterns = [
     path("incidents/<str:reference>/notes/", warroom.note_add, name="note_add"),
     path("incidents/<str:reference>/roles/", warroom.role_assign, name="role_assign"),
     path(
+        "incidents/<str:reference>/roles/<int:assignment_id>/relieve/",
+        warroom.role_relieve,
+        name="role_relieve",
+    ),
+    path(
         "incidents/<str:reference>/tasks/<int:task_id>/",
         warroom.task_complete,
         name="task_complete",

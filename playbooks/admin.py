@@ -203,6 +203,7 @@ class PlaybookAdmin(AuditHistoryAdmin):
                     "first_statement_minutes",
                     "escalation_repeat_count",
                     "page_at_once_max_severity",
+                    "roll_call_minutes",
                 )
             },
         ),

@@ -487,6 +487,7 @@ class PlaybookSerializer(serializers.ModelSerializer):
             "id", "key", "version", "title", "scenario", "summary", "severity_guidance",
             "status", "owner", "review_cycle_days", "last_reviewed_on",
             "first_statement_minutes", "escalation_repeat_count", "page_at_once_max_severity",
+            "roll_call_minutes",
             "published_at",
             "created_at", "steps", "templates", "escalation_levels", "cadences",
         )  # fmt: skip

@@ -32,6 +32,8 @@ MAX_STEP_DUE_MINUTES = 30 * 24 * 60  # a step due within 30 days of opening
 MAX_REVIEW_CYCLE_DAYS = 1096  # review at least every 3 years
 MAX_FIRST_STATEMENT_MINUTES = 7 * 24 * 60  # first public statement within a week
 MAX_ESCALATION_REPEATS = 20
+MAX_ROLL_CALL_MINUTES = 24 * 60  # a role holder answers the roll call within a day
+DEFAULT_ROLL_CALL_MINUTES = 10
 MAX_ESCALATION_DELAY_SECONDS = 24 * 60 * 60  # a level pages within a day of the previous
 MAX_ESCALATION_LEVELS = 50
 MAX_CADENCE_MINUTES = 7 * 24 * 60  # every audience hears from us at least weekly
@@ -222,6 +224,15 @@ class Playbook(models.Model):
             "2 = SEV1 and SEV2, up to 4 = every severity. Empty: level 1 always waits."
         ),
     )
+    roll_call_minutes = models.PositiveIntegerField(
+        _("roll-call window (minutes)"),
+        default=DEFAULT_ROLL_CALL_MINUTES,
+        validators=bounded(1, MAX_ROLL_CALL_MINUTES),
+        help_text=_(
+            "Minutes a role holder has to answer the activation e-mail (joining or can't) "
+            "before they are chased, and again before the role passes on: 1 to 1440 (a day)."
+        ),
+    )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -263,6 +274,9 @@ class Playbook(models.Model):
                 condition=Q(page_at_once_max_severity__isnull=True)
                 | Q(page_at_once_max_severity__gte=1, page_at_once_max_severity__lte=MAX_SEVERITY),
                 name="playbook_page_at_once_max_severity_range",
+            ),
+            range_constraint(
+                "roll_call_minutes", 1, MAX_ROLL_CALL_MINUTES, "playbook_roll_call_minutes_range"
             ),
         ]
 

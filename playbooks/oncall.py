@@ -106,6 +106,33 @@ def oncall_holder(*, role: CrisisRole, at: datetime | None = None):
     return None
 
 
+def rotation_next(*, role: CrisisRole, after: AbstractBaseUser, exclude: set[int] = frozenset()):
+    """Who to offer ``role`` to when ``after`` cannot take it, or None.
+
+    The next member after ``after`` in the order of the first active rotation of
+    the role (by priority) that lists them, going round to the start, skipping
+    ``after``, anyone in ``exclude`` (already asked), inactive people and people
+    without an e-mail address. When ``after`` is in none of the role's rotations
+    (someone handed the role by hand), the role's on-call holder now, on the same
+    conditions.
+    """
+    rotations = role.rotations.filter(is_active=True).order_by("priority", "pk")
+    for rotation in rotations.prefetch_related("members__user"):
+        users = [m.user for m in _members(rotation)]
+        ids = [u.pk for u in users]
+        if after.pk not in ids:
+            continue
+        i = ids.index(after.pk)
+        for user in users[i + 1 :] + users[:i]:
+            if user.pk != after.pk and user.pk not in exclude and user.is_active and user.email:
+                return user
+        return None
+    holder = oncall_holder(role=role)
+    if holder is None or holder.pk == after.pk or holder.pk in exclude:
+        return None
+    return holder if holder.is_active and holder.email else None
+
+
 def oncall_now(*, at: datetime | None = None) -> list[tuple[CrisisRole, AbstractBaseUser | None]]:
     """Every role with who holds it now (their profile too, for the phone), in a fixed
     number of queries whatever the number of roles."""

@@ -32,6 +32,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
 
 from playbooks.models import (
+    DEFAULT_ROLL_CALL_MINUTES,
     Channel,
     CrisisRole,
     EscalationLevel,
@@ -117,6 +118,7 @@ def playbook_to_dict(playbook: Playbook) -> dict:
         "first_statement_minutes": playbook.first_statement_minutes,
         "escalation_repeat_count": playbook.escalation_repeat_count,
         "page_at_once_max_severity": playbook.page_at_once_max_severity,
+        "roll_call_minutes": playbook.roll_call_minutes,
         "steps": [
             {
                 "phase": str(s.phase),
@@ -372,6 +374,7 @@ _PLAYBOOK_FIELDS = (
     "first_statement_minutes",
     "escalation_repeat_count",
     "page_at_once_max_severity",
+    "roll_call_minutes",
     "steps",
     "templates",
     "escalation",
@@ -533,6 +536,9 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         "page_at_once_max_severity": c.get(
             p, "page_at_once_max_severity", path, int, default=None, nullable=True
         ),
+        "roll_call_minutes": c.get(
+            p, "roll_call_minutes", path, int, default=DEFAULT_ROLL_CALL_MINUTES
+        ),
         "steps": [],
         "templates": [],
         "escalation": [],
@@ -677,6 +683,7 @@ _PLAYBOOK_MODEL_FIELDS = (
     "first_statement_minutes",
     "escalation_repeat_count",
     "page_at_once_max_severity",
+    "roll_call_minutes",
 )
 
 
@@ -740,6 +747,7 @@ def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
             first_statement_minutes=plan["first_statement_minutes"],
             escalation_repeat_count=plan["escalation_repeat_count"],
             page_at_once_max_severity=plan["page_at_once_max_severity"],
+            roll_call_minutes=plan["roll_call_minutes"],
         )
         PlaybookStep.objects.bulk_create(
             PlaybookStep(

@@ -42,6 +42,7 @@ PLAYBOOK_FIELDS = (
     "first_statement_minutes",
     "escalation_repeat_count",
     "page_at_once_max_severity",
+    "roll_call_minutes",
 )
 
 # A draft's content: changed only through playbook_content_save/delete.

@@ -22,6 +22,7 @@ from incidents.models import (
     ActionItem,
     Incident,
     Message,
+    Notification,
     PostMortem,
     RoleAssignment,
     Task,
@@ -78,6 +79,19 @@ class AudienceMessages:
 
 
 @dataclass
+class RollCallRow:
+    """One holder's roll call: when they were e-mailed, what they answered after how long,
+    whether they were chased, and who the role was offered to next."""
+
+    assignment: RoleAssignment
+    emailed_at: datetime | None
+    answer: str  # "joining", "cant" or "none"
+    answered_after: timedelta | None
+    chased_at: datetime | None
+    offered_to: str
+
+
+@dataclass
 class Report:
     incident: Incident
     postmortem: PostMortem | None
@@ -90,6 +104,7 @@ class Report:
     message_count: int
     correction_count: int
     assignments: list[RoleAssignment]
+    roll_call: list[RollCallRow]
     tasks: list[Task]
     task_counts: dict[str, int]
     timeline: list[TimelineEntry]
@@ -322,6 +337,28 @@ def _messages(finals: list[Message]) -> tuple[list[AudienceMessages], int]:
     return sorted(rows.values(), key=lambda g: (g.audience, g.channel)), corrections
 
 
+def _roll_call(
+    assignments: list[RoleAssignment], emailed: dict[int, datetime]
+) -> list[RollCallRow]:
+    rows = []
+    for a in assignments:
+        sent = emailed.get(a.pk)
+        if sent is None and a.answer == RoleAssignment.Answer.PENDING and a.chased_at is None:
+            continue  # never called in (handed out before roll calls, or after the incident)
+        start = sent or a.assumed_at
+        rows.append(
+            RollCallRow(
+                assignment=a,
+                emailed_at=sent,
+                answer=a.answer if a.answer != RoleAssignment.Answer.PENDING else "none",
+                answered_after=(a.answered_at - start) if a.answered_at else None,
+                chased_at=a.chased_at,
+                offered_to=person_name(a.offered_to) if a.offered_to_id else "",
+            )
+        )
+    return rows
+
+
 def _task_counts(tasks: list[Task], now: datetime) -> dict[str, int]:
     counts = {"done_on_time": 0, "done_late": 0, "skipped": 0, "open": 0, "open_late": 0}
     for t in tasks:
@@ -354,9 +391,16 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
     )
     assignments = list(
         RoleAssignment.objects.filter(incident=incident)
-        .select_related("role", "user", "assigned_by")
+        .select_related("role", "user", "assigned_by", "offered_to")
         .order_by("role__sort_order", "assumed_at", "pk")
     )
+    # When each holder's activation e-mail went out (written, if it is not sent yet).
+    emailed = {
+        aid: sent or created
+        for aid, sent, created in Notification.objects.filter(
+            incident=incident, reason="activation", role_assignment__isnull=False
+        ).values_list("role_assignment_id", "sent_at", "created_at")
+    }
     tasks = list(
         Task.objects.filter(incident=incident)
         .select_related("role", "assignee", "done_by")
@@ -389,6 +433,7 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
         message_count=len(finals),
         correction_count=corrections,
         assignments=assignments,
+        roll_call=_roll_call(assignments, emailed),
         tasks=tasks,
         task_counts=_task_counts(tasks, now),
         timeline=timeline,

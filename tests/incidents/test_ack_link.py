@@ -22,7 +22,7 @@ def paged(team, make_playbook, broker_calls):
     level1 = Timer.objects.get(incident=incident, kind="escalation", level=1)
     with time_machine.travel(level1.due_at, tick=False):
         escalation.timer_fire(timer_id=level1.pk)
-    notification = Notification.objects.get(incident=incident)
+    notification = Notification.objects.get(incident=incident, reason="escalation")
     token = acklinks.ack_token(notification.message_id)
     return incident, notification, f"/incidents/ack/{token}/"
 
@@ -154,7 +154,9 @@ def test_a_holder_who_may_no_longer_see_the_incident_is_told_nothing_of_it(clien
     incident, noa_url, eleni_url = two_paged
     client.post(eleni_url)
     Incident.objects.filter(pk=incident.pk).update(confidential=True)
-    after_the_pages = Notification.objects.filter(incident=incident).latest("created_at")
+    after_the_pages = Notification.objects.filter(incident=incident, reason="escalation").latest(
+        "created_at"
+    )
     with time_machine.travel(after_the_pages.created_at + dt.timedelta(minutes=1)):
         services.role_relieve(incident=incident, role=team["roles"]["crisis-manager"])
     dead = client.get("/incidents/ack/garbage/")

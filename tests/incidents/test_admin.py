@@ -95,7 +95,7 @@ def test_it_never_deletes_an_incident_and_shows_the_outbox(
     )
     for name in ("notification", "timer"):
         assert admin_client.get(reverse(f"admin:incidents_{name}_changelist")).status_code == 200
-    n = Notification.objects.get()
+    n = Notification.objects.get(dedupe_key="k")
     assert (
         admin_client.get(reverse("admin:incidents_notification_change", args=[n.pk])).status_code
         == 200

@@ -42,7 +42,7 @@ def queued(team, make_playbook, broker_calls, settings, monkeypatch):
         escalation.timer_fire(timer_id=level1.pk)
     # Fired in the (travelled-to) future; deliver from the real present.
     Notification.objects.update(next_attempt_at=timezone.now(), created_at=timezone.now())
-    return Notification.objects.get(incident=incident)
+    return Notification.objects.get(incident=incident, reason="escalation")
 
 
 def test_it_retries_a_transient_failure_with_back_off_and_records_each_attempt(
@@ -117,7 +117,7 @@ def test_it_encodes_the_subject_so_a_parser_reads_back_exactly_the_same_text(
     level1 = Timer.objects.get(incident=incident, kind="escalation", level=1)
     with time_machine.travel(level1.due_at, tick=False):
         escalation.timer_fire(timer_id=level1.pk)
-    n = Notification.objects.get(incident=incident)
+    n = Notification.objects.get(incident=incident, reason="escalation")
     with time_machine.travel(level1.due_at, tick=False):
         assert notify.notification_deliver(notification_id=n.pk).endswith("sent")
     assert title in n.subject and len(n.subject) > 40
@@ -206,7 +206,7 @@ class SmtpLikeBackend(BaseEmailBackend):
 
     def close(self):
         SmtpLikeBackend.statuses_at_close.append(
-            list(Notification.objects.values_list("status", flat=True))
+            list(Notification.objects.filter(reason="escalation").values_list("status", flat=True))
         )
         self.connection = None
 

@@ -31,6 +31,7 @@ BOUNDS = [
     (pb.Playbook, "first_statement_minutes", 10080, "playbook_first_statement_minutes_range"),
     (pb.Playbook, "escalation_repeat_count", 20, "playbook_escalation_repeat_count_range"),
     (pb.Playbook, "page_at_once_max_severity", 4, "playbook_page_at_once_max_severity_range"),
+    (pb.Playbook, "roll_call_minutes", 1440, "playbook_roll_call_minutes_range"),
     (pb.PlaybookStep, "due_offset_minutes", 43200, "playbookstep_due_offset_minutes_range"),
     (pb.EscalationLevel, "delay_seconds", 86400, "escalationlevel_delay_seconds_range"),
     (pb.EscalationLevel, "position", 50, "escalationlevel_position_range"),

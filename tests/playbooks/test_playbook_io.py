@@ -58,6 +58,7 @@ def full_playbook():
         first_statement_minutes=45,
         escalation_repeat_count=2,
         page_at_once_max_severity=1,
+        roll_call_minutes=7,
     )
     PlaybookStep.objects.create(
         playbook=playbook,
@@ -137,6 +138,7 @@ def test_it_round_trips_byte_for_byte(full_playbook):
     assert len(result.created) == 1 and result.groups_created == 2
     again = playbooks_export_yaml(playbooks=result.created)
     assert again == first
+    assert "roll_call_minutes: 7" in first and result.created[0].roll_call_minutes == 7
 
 
 def test_it_leaves_an_identical_playbook_unchanged(full_playbook):

@@ -183,6 +183,10 @@ def test_it_refuses_a_list_used_as_a_key(alice, tmp_path):
             ("    status: draft\n", "    status: draft\n    page_at_once_max_severity: SEV1\n"),
             "line 14: playbooks[0].page_at_once_max_severity: expected a whole number",
         ),
+        (
+            ("    status: draft\n", "    status: draft\n    roll_call_minutes: 1441\n"),
+            "line 14: playbooks[0].roll_call_minutes: Ensure this value is less than or equal to 1440",
+        ),
     ],
 )
 def test_it_reports_out_of_bound_numbers_as_field_errors(alice, tmp_path, change, expected):

@@ -142,6 +142,15 @@ def test_it_runs_an_incident_from_the_war_room(
     services.note_add(incident=incident, actor=None, text="Written by someone else")
     page.wait_for_selector("#timeline >> text=Written by someone else", timeout=12_000)
 
+    # Relieve a role holder, with its confirmation step; the roll call shows on the board.
+    assert page.locator("#roles [data-answer=pending]").count() >= 1
+    page.locator("#roles a:has-text('Relieve…')").first.click()
+    page.wait_for_url("**/relieve/")
+    check(page, "confirm-relieve", width)
+    page.click("button:has-text('Yes: Relieve')")
+    page.wait_for_selector(".flash >> text=is relieved as")
+    check(page, "incident-relieved", width)
+
     # Contain, with its confirmation step.
     page.click("text=Mark contained…")
     page.wait_for_url("**/do/contain/")

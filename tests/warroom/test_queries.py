@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from incidents import services
-from incidents.models import Task
+from incidents.models import RoleAssignment, Task
 
 pytestmark = pytest.mark.django_db
 
@@ -54,3 +54,22 @@ def test_the_dashboard_and_list_read_in_fixed_queries(client, desk, manager):
         services.incident_open(title="Big batch", playbook=playbook)
     many = (_queries(client, "/"), _queries(client, "/incidents/"))
     assert few == many
+
+
+def test_the_role_board_reads_in_fixed_queries_whatever_the_roll_call(client, desk, manager):
+    """Answered, chased and handed-on holders (each with the one it was offered to) add no query."""
+    small = desk["incident"]
+    big = services.incident_open(title="Big one", playbook=small.playbook)
+    for assignment in big.assignments.filter(relieved_at__isnull=True).select_related("role"):
+        services.role_answer(incident=big, assignment=assignment, answer="cant")
+        RoleAssignment.objects.filter(pk=assignment.pk).update(offered_to=manager)
+        services.role_assign(incident=big, role=assignment.role, user=manager, actor=manager)
+    chased = big.assignments.filter(relieved_at__isnull=True).first()
+    chased.chased_at = chased.assumed_at
+    chased.save(update_fields=["chased_at"])
+    client.force_login(manager)
+    _queries(client, "/")
+    assert big.assignments.count() > small.assignments.count()
+    assert _queries(client, f"/incidents/{small.reference}/") == _queries(
+        client, f"/incidents/{big.reference}/"
+    )
