@@ -22,6 +22,7 @@ returned or sent) says who did what and when, and goes back.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from django.conf import settings
 from django.contrib import messages
@@ -147,7 +148,7 @@ class Panel:
 
     powers: Powers
     first_statement_minutes: int
-    first_statement_at: object
+    first_statement_at: datetime | None
     targets: list[AudienceTarget]
     awaiting: list[Message]
     drafts: list[Message]
@@ -161,9 +162,12 @@ def _annotate(rows: list[Message], powers: Powers, returns: dict[int, TimelineEn
     for message in rows:
         message.missing = comms.missing_facts(message)
         message.may_approve = powers.approves(message)
-        message.returned = (
-            returns.get(message.pk) if message.status == Message.Status.DRAFT else None
+        # A return speaks to the draft it made: not to one submitted again since.
+        returned = returns.get(message.pk)
+        current = returned is not None and (
+            message.submitted_at is None or returned.at >= message.submitted_at
         )
+        message.returned = returned if current and message.status == Message.Status.DRAFT else None
 
 
 def comms_panel(request: HttpRequest, incident: Incident) -> dict:

@@ -274,6 +274,10 @@ def test_it_returns_a_message_with_a_comment_the_author_sees(client, desk, write
         html = client.get(path).content.decode()
         assert "Returned by Carl Counsel" in html, path
         assert "Say how many customers, and when it started." in html, path
+    # Submitted again and then changed: the old comment no longer speaks to it.
+    comms.message_submit(message=message, actor=writer)
+    comms.message_edit(message=message, editor=writer, subject="s", body="Newer words.")
+    assert "Returned by" not in client.get(_url(incident, message)).content.decode()
 
 
 def test_it_sends_an_approved_message_through_the_outbox_after_commit(
