@@ -269,3 +269,12 @@ def test_it_drafts_and_approves_a_statement_in_every_language(
     message.refresh_from_db()
     assert message.status == "approved" and message.approver == counsel
     context.close()
+
+    # The writer sees what may happen next: send now, or schedule.
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+    page = context.new_page()
+    sign_in(page, "writer")
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/messages/{message.pk}/")
+    assert page.locator("#send-form").count() == 1 and page.locator("#schedule-form").count() == 1
+    check(page, "message-approved", width)
+    context.close()
