@@ -15,7 +15,9 @@ higher one; ``python3 ../shared/tools/import_cycles.py`` checks it):
 7. ``postmortem`` (a package: facts, chart, render, trends, services, reminders).
 8. ``services``: the incident life cycle (open, acknowledge, contain, resolve...).
 9. ``escalation``: the sweep and ``timer_fire`` with one handler per timer kind.
-10. ``tasks`` (Celery), then the doors: ``api``, ``views``, ``admin``, commands.
+10. ``tasks`` (Celery), then the doors: ``api``, ``views``, ``admin``, commands, and
+    the war room (``warroom`` imports ``warroom_comms``, its communications panel and
+    message pages; never the other way round).
 
 Following an incident from the request to the e-mail: ``POST /api/v1/incidents/``
 (``api.IncidentViewSet.create``) calls ``services.incident_open``, which writes

@@ -454,6 +454,10 @@ class ApproveSerializer(serializers.Serializer):
     approve_own = serializers.BooleanField(default=False)
 
 
+class ReturnSerializer(serializers.Serializer):
+    comment = serializers.CharField(max_length=comms.RETURN_COMMENT_MAX)
+
+
 class PublishSerializer(serializers.Serializer):
     where = serializers.CharField()
 
@@ -468,7 +472,8 @@ class CorrectSerializer(serializers.Serializer):
 
 
 class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
-    """The communications timeline: draft, edit, submit, approve, send, publish, correct."""
+    """The communications timeline: draft, edit, submit, approve or return, send, publish,
+    correct."""
 
     serializer_class = MessageSerializer
     permission_classes = [ModelPermissions]
@@ -537,6 +542,20 @@ class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return self._respond(
             lambda: comms.message_approve(
                 message=message, approver=request.user, **form.validated_data
+            )
+        )
+
+    @extend_schema(request=ReturnSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="return", url_name="return")
+    def return_to_author(self, request, pk=None):
+        """Send a message in review back to its author as a draft, with a comment (required).
+        Whoever may approve may return."""
+        form = ReturnSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_return(
+                message=message, reviewer=request.user, comment=form.validated_data["comment"]
             )
         )
 

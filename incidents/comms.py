@@ -6,7 +6,8 @@ The rules a crisis team relies on live here and only here:
 - a message sent unchanged from its template is flagged as boilerplate and
   needs a deliberate approval;
 - approving needs the approval permission, and nobody approves their own
-  message unless they are the crisis manager and say so;
+  message unless they are the crisis manager and say so; whoever may approve
+  may instead return it to its author as a draft, with a comment;
 - only approved messages go out; what went out is never changed, only
   corrected by a new message;
 - the first public statement stamps the incident's milestone and settles the
@@ -108,21 +109,28 @@ def personalise(text: str, name: str) -> str:
     return text.replace("{recipient_name}", name)
 
 
+def markers_in(text: str) -> list[str]:
+    """The facts still marked missing in one text, in order, each once."""
+    found: list[str] = []
+    start = 0
+    while (i := (text or "").find("[[missing: ", start)) >= 0:
+        end = text.find("]]", i)
+        if end < 0:
+            break
+        name = text[i + len("[[missing: ") : end]
+        if name not in found:
+            found.append(name)
+        start = end
+    return found
+
+
 def missing_facts(message: Message) -> list[str]:
     texts = [message.subject, message.body]
     for variant in message.translations.values():
         texts += [variant.get("subject", ""), variant.get("body", "")]
-    found = []
+    found: list[str] = []
     for text in texts:
-        start = 0
-        while (i := text.find("[[missing: ", start)) >= 0:
-            end = text.find("]]", i)
-            if end < 0:
-                break
-            name = text[i + len("[[missing: ") : end]
-            if name not in found:
-                found.append(name)
-            start = end
+        found += [name for name in markers_in(text) if name not in found]
     return found
 
 
@@ -163,6 +171,7 @@ def message_words_validate(*, subject: str, language: str | None = None) -> None
         raise ValidationError(errors)
 
 
+@transaction.atomic
 def message_draft(
     *,
     incident: Incident,
@@ -315,7 +324,8 @@ def can_approve(user: AbstractBaseUser) -> bool:
     return CrisisRole.objects.filter(holders=user, can_approve_messages=True).exists()
 
 
-def _is_crisis_manager(user) -> bool:
+def is_crisis_manager(user) -> bool:
+    """Holds the crisis-manager role: the one person who may approve their own message."""
     return CrisisRole.objects.filter(holders=user, slug="crisis-manager").exists()
 
 
@@ -338,7 +348,7 @@ def message_approve(
                 "(communications lead, legal counsel or crisis manager)."
             )
         )
-    if message.author_id == approver.pk and not (approve_own and _is_crisis_manager(approver)):
+    if message.author_id == approver.pk and not (approve_own and is_crisis_manager(approver)):
         raise PermissionDenied(
             _("Nobody approves their own message, unless they are the crisis manager and say so.")
         )
@@ -375,6 +385,49 @@ def message_approve(
             "extra": f" ({'; '.join(extra)})" if extra else "",
         },
         boilerplate=message.boilerplate_approved,
+    )
+    return message
+
+
+RETURN_COMMENT_MAX = 1000
+
+
+@transaction.atomic
+def message_return(*, message: Message, reviewer: AbstractBaseUser, comment: str) -> Message:
+    """Send a message in review back to its author as a draft, saying what should change.
+
+    Whoever may approve may return; the comment is required, kept on the timeline
+    and shown to the author beside the draft until it is submitted again.
+    """
+    message = _locked(message)
+    if message.status != Message.Status.IN_REVIEW:
+        raise ValidationError(_("Only a message in review can be returned."))
+    if not can_approve(reviewer):
+        raise PermissionDenied(
+            _(
+                "Returning messages needs the approval permission "
+                "(communications lead, legal counsel or crisis manager)."
+            )
+        )
+    comment = (comment or "").strip()
+    if not comment:
+        raise ValidationError({"comment": _("Say what should change: a return needs a comment.")})
+    if len(comment) > RETURN_COMMENT_MAX:
+        raise ValidationError(
+            {
+                "comment": _("At most %(n)s characters (this has %(got)s).")
+                % {"n": RETURN_COMMENT_MAX, "got": len(comment)}
+            }
+        )
+    message.status = Message.Status.DRAFT
+    message.save()
+    _log(
+        message,
+        reviewer,
+        _("%(who)s returned %(m)s to its author: “%(comment)s”")
+        % {"who": actor_name(reviewer), "m": _label(message), "comment": comment},
+        returned=True,
+        comment=comment,
     )
     return message
 

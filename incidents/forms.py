@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils import timezone
+from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
-from incidents.models import Incident, Severity
-from playbooks.models import CrisisRole, Playbook, Scenario
+from incidents.comms import RETURN_COMMENT_MAX, markers_in
+from incidents.models import Incident, Message, Severity
+from playbooks.models import CrisisRole, MessageTemplate, Playbook, Scenario
+
+SUBJECT_MAX = Message._meta.get_field("subject").max_length
 
 
 class IncidentOpenForm(forms.Form):
@@ -140,4 +145,145 @@ class RoleAssignForm(forms.Form):
         queryset=get_user_model()
         .objects.filter(is_active=True)
         .order_by("first_name", "last_name", "username"),
+    )
+
+
+# ------------------------------------------------------------------ communications
+# The forms of the war room's communications panel (incidents/warroom_comms.py).
+
+# Longest message body the desk takes from a form: a statement, not a book.
+MESSAGE_BODY_MAX = 20_000
+
+
+def _bidi(code: str) -> bool:
+    try:
+        return bool(get_language_info(code)["bidi"])
+    except KeyError:
+        return False
+
+
+class ComposeForm(forms.Form):
+    """Draft from one of this incident's playbook templates: it brings audience, channel
+    and language; the same template's other languages come along as variants."""
+
+    template = forms.ModelChoiceField(
+        label=_("Template"),
+        queryset=MessageTemplate.objects.none(),
+        error_messages={
+            "required": _("Choose a template."),
+            "invalid_choice": _("Choose one of this incident's playbook templates."),
+        },
+    )
+
+    def __init__(self, *args, templates, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["template"].queryset = templates
+
+
+class MessageEditForm(forms.Form):
+    """A draft's words: the main text and every other-language variant, all editable."""
+
+    def __init__(self, *args, message: Message, **kwargs):
+        initial = {"subject": message.subject, "body": message.body}
+        self.variant_languages = sorted(message.translations)
+        for code in self.variant_languages:
+            variant = message.translations[code]
+            initial[f"subject_{code}"] = variant.get("subject", "")
+            initial[f"body_{code}"] = variant.get("body", "")
+        kwargs.setdefault("initial", initial)
+        super().__init__(*args, **kwargs)
+        self.message = message
+        for code in ["", *self.variant_languages]:
+            suffix = f"_{code}" if code else ""
+            language = code or message.language
+            # The words are in the message's language, whatever the page's.
+            words = {"lang": language, "dir": "rtl" if _bidi(language) else "ltr"}
+            self.fields["subject" + suffix] = forms.CharField(
+                label=_("Subject"),
+                required=False,
+                max_length=SUBJECT_MAX,
+                widget=forms.TextInput(attrs=dict(words)),
+            )
+            self.fields["body" + suffix] = forms.CharField(
+                label=_("Message"),
+                max_length=MESSAGE_BODY_MAX,
+                error_messages={"required": _("A message needs a body.")},
+                widget=forms.Textarea(attrs={"rows": 10, **words}),
+            )
+        for name, form_field in self.fields.items():
+            if self.missing(name):
+                form_field.widget.attrs["aria-describedby"] = f"id_{name}_missing"
+
+    def missing(self, name: str) -> list[str]:
+        """The facts still marked missing in a field, as typed (or as stored, unbound)."""
+        value = self.data.get(name, "") if self.is_bound else self.initial.get(name, "")
+        return markers_in(value)
+
+    def translations(self) -> dict | None:
+        """The variants as the message keeps them; None when none of them changed."""
+        data = self.cleaned_data
+        old = self.message.translations
+        new = {
+            code: {
+                **old[code],
+                "subject": data[f"subject_{code}"],
+                "body": data[f"body_{code}"],
+            }
+            for code in self.variant_languages
+        }
+        return None if new == old else new
+
+
+class ApproveForm(forms.Form):
+    note = forms.CharField(label=_("Note (optional)"), required=False, max_length=300)
+    accept_boilerplate = forms.BooleanField(
+        label=_("Approve it although it is the template unchanged"), required=False
+    )
+    approve_own = forms.BooleanField(
+        label=_("Approve my own message, as crisis manager"), required=False
+    )
+
+
+class ReturnForm(forms.Form):
+    comment = forms.CharField(
+        label=_("What should change"),
+        max_length=RETURN_COMMENT_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        error_messages={"required": _("Say what should change: a return needs a comment.")},
+    )
+
+
+class PublishForm(forms.Form):
+    where = forms.CharField(
+        label=_("Published where (address or note)"),
+        max_length=500,
+        error_messages={"required": _("Say where it was published (address or note).")},
+    )
+
+
+class ScheduleForm(forms.Form):
+    at = forms.DateTimeField(
+        label=_("Send at"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        error_messages={
+            "required": _("Choose when to send it."),
+            "invalid": _("Enter a date and time, e.g. 2026-05-04 14:30."),
+        },
+    )
+
+    def clean_at(self):
+        at = self.cleaned_data["at"]
+        if at <= timezone.now():
+            raise forms.ValidationError(_("Choose a time in the future."))
+        return at
+
+
+class CorrectForm(forms.Form):
+    subject = forms.CharField(label=_("Subject"), required=False, max_length=SUBJECT_MAX)
+    body = forms.CharField(
+        label=_("The correction"),
+        max_length=MESSAGE_BODY_MAX,
+        widget=forms.Textarea(attrs={"rows": 6}),
+        error_messages={"required": _("Write the correction.")},
     )

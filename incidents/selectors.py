@@ -25,6 +25,7 @@ from incidents.models import (
     Timer,
 )
 from incidents.permissions import ASSIGNED_PERM, PAGE_REASON, VIEW_CONFIDENTIAL
+from playbooks.models import MessageTemplate, UpdateCadence
 
 
 def incident_messages(
@@ -121,6 +122,73 @@ def assignments_visible_to(user) -> QuerySet[RoleAssignment]:
 
 def timeline_visible_to(user) -> QuerySet[TimelineEntry]:
     return TimelineEntry.objects.filter(incident__in=incidents_visible_to(user))
+
+
+def incident_comms(*, user, incident: Incident) -> QuerySet[Message]:
+    """An incident's messages as this person may see them, for the war room's
+    communications panel: oldest first, with the people and the corrections each
+    row shows, in a fixed number of queries."""
+    return (
+        messages_visible_to(user)
+        .filter(incident=incident)
+        .select_related("incident", "audience", "author", "approver", "sent_by", "corrects")
+        .prefetch_related(
+            Prefetch(
+                "corrections",
+                queryset=Message.objects.select_related("author").order_by("created_at", "pk"),
+            )
+        )
+        .order_by("created_at", "pk")
+    )
+
+
+def message_returns(*, user, incident: Incident) -> dict[int, TimelineEntry]:
+    """The latest return of each message of an incident (who, when and the comment),
+    read from the timeline, where ``comms.message_return`` keeps it."""
+    entries = (
+        timeline_visible_to(user)
+        .filter(incident=incident, kind=TimelineEntry.Kind.MESSAGE, data__returned=True)
+        .select_related("actor")
+        .order_by("at", "pk")
+    )
+    return {entry.data.get("message_id"): entry for entry in entries}
+
+
+def message_latest_entry(*, user, message: Message) -> TimelineEntry | None:
+    """The last thing that happened to a message (who did what, when), from the timeline."""
+    return (
+        timeline_visible_to(user)
+        .filter(
+            incident_id=message.incident_id,
+            kind=TimelineEntry.Kind.MESSAGE,
+            data__message_id=message.pk,
+        )
+        .select_related("actor")
+        .order_by("-at", "-pk")
+        .first()
+    )
+
+
+def incident_templates(incident: Incident) -> QuerySet[MessageTemplate]:
+    """The message templates of the playbook version an incident runs, and only those."""
+    if incident.playbook_id is None:
+        return MessageTemplate.objects.none()
+    return (
+        MessageTemplate.objects.filter(playbook_id=incident.playbook_id)
+        .select_related("audience")
+        .order_by("audience__priority", "audience__name", "channel", "name", "language", "pk")
+    )
+
+
+def incident_cadences(incident: Incident) -> QuerySet[UpdateCadence]:
+    """How often each audience hears from us, from the playbook version the incident runs."""
+    if incident.playbook_id is None:
+        return UpdateCadence.objects.none()
+    return (
+        UpdateCadence.objects.filter(playbook_id=incident.playbook_id)
+        .select_related("audience")
+        .order_by("audience__priority", "audience__name")
+    )
 
 
 # The selector of each model that belongs to an incident, for code that picks by model

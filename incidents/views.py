@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -68,9 +67,11 @@ def _holder_zone(user) -> str:
     return membership.rotation.timezone if membership else settings.TIME_ZONE
 
 
-@staff_member_required
+@login_required
+@permission_required(("incidents.view_incident", "incidents.view_message"), raise_exception=True)
 def communications(request: HttpRequest, reference: str) -> HttpResponse:
-    """The communications timeline of an incident, for the crisis team."""
+    """The communications timeline of an incident, for whoever may read its messages
+    (the war room's panel links here, and this page back to it)."""
     incident = get_object_or_404(incidents_visible_to(request.user), reference=reference)
     filters = {k: request.GET.get(k, "") for k in ("audience", "channel", "status")}
     messages = list(incident_messages(incident=incident, **filters))

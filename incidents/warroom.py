@@ -53,6 +53,7 @@ from incidents.forms import (
 from incidents.models import Incident, RoleAssignment, Task, TimelineEntry, Timer
 from incidents.selectors import incidents_visible_to
 from incidents.timeline import actor_name
+from incidents.warroom_comms import comms_panel
 from playbooks.models import CrisisRole, EscalationLevel, OnCallRotation, Phase
 from playbooks.oncall import oncall_now
 from playbooks.selectors import playbooks_review_due, risks_review_due
@@ -360,6 +361,7 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
             "role_form": RoleAssignForm(
                 initial={"role": min(unheld, default=None, key=lambda pk: unheld[pk].sort_order)}
             ),
+            **comms_panel(request, incident),
         },
     )
 

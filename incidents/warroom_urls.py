@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import warroom
+from incidents import warroom, warroom_comms
 
 app_name = "warroom"
 urlpatterns = [
@@ -24,4 +24,20 @@ urlpatterns = [
         name="task_complete",
     ),
     path("incidents/<str:reference>/do/<slug:action>/", warroom.incident_action, name="action"),
+    # Communications (incidents/warroom_comms.py).
+    path(
+        "incidents/<str:reference>/messages/new/",
+        warroom_comms.message_new,
+        name="message_new",
+    ),
+    path(
+        "incidents/<str:reference>/messages/<int:message_id>/",
+        warroom_comms.message_page,
+        name="message",
+    ),
+    path(
+        "incidents/<str:reference>/messages/<int:message_id>/do/<slug:action>/",
+        warroom_comms.message_action,
+        name="message_action",
+    ),
 ]

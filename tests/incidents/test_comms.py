@@ -264,3 +264,46 @@ def test_a_scheduled_message_goes_out_through_the_timer_engine(desk):
             actor=desk["eszter"],
             at=timezone.now() - dt.timedelta(minutes=1),
         )
+
+
+def test_a_reviewer_returns_a_message_to_its_author_with_a_comment(desk):
+    message = draft(desk)
+    with pytest.raises(ValidationError, match="Only a message in review can be returned"):
+        comms.message_return(message=message, reviewer=desk["lawyer"], comment="No.")
+    comms.message_submit(message=message, actor=desk["eszter"])
+    with pytest.raises(PermissionDenied, match="approval permission"):
+        comms.message_return(message=message, reviewer=desk["eleni"], comment="No.")
+    with pytest.raises(ValidationError, match="needs a comment"):
+        comms.message_return(message=message, reviewer=desk["lawyer"], comment="  ")
+    with pytest.raises(ValidationError, match="At most 1000 characters"):
+        comms.message_return(message=message, reviewer=desk["lawyer"], comment="x" * 1001)
+    message.refresh_from_db()
+    assert message.status == "in_review"
+
+    returned = comms.message_return(
+        message=message, reviewer=desk["lawyer"], comment=" Say when it started. "
+    )
+    assert returned.status == "draft" and returned.approver is None
+    entry = desk["incident"].timeline.filter(kind="message").last()
+    assert entry.actor == desk["lawyer"] and entry.data["comment"] == "Say when it started."
+    assert entry.data["returned"] is True and entry.data["message_id"] == message.pk
+    # Back in the author's hands: edited and submitted again, as any draft.
+    comms.message_submit(message=returned, actor=desk["eszter"])
+
+
+def test_the_api_returns_a_message_for_those_who_may_approve(desk):
+    from incidents.permissions import ensure_groups
+    from tests.incidents.conftest import api, member
+
+    ensure_groups()
+    message = draft(desk)
+    comms.message_submit(message=message, actor=desk["eszter"])
+    url = f"/api/v1/messages/{message.pk}/return/"
+    writer = member("writer", "Communications")
+    assert api(writer).post(url, {"comment": "No."}, format="json").status_code == 403
+    legal = member("counsel", "Legal")
+    assert api(legal).post(url, {}, format="json").status_code == 400
+    response = api(legal).post(url, {"comment": "Say when."}, format="json")
+    assert response.status_code == 200 and response.json()["status"] == "draft"
+    again = api(legal).post(url, {"comment": "Say when."}, format="json")
+    assert again.status_code == 400 and "in review" in str(again.json())

@@ -111,11 +111,19 @@ def test_publishing_asks_where_it_was_published(client, desk):  # noqa: F811
     )
 
 
-def test_the_timeline_page_filters_and_is_for_staff_only(client, desk):  # noqa: F811
+def test_the_timeline_page_filters_and_is_for_whoever_may_read_messages(client, desk):  # noqa: F811
+    from django.contrib.auth.models import Group
+
+    from incidents.permissions import ensure_groups
     from tests.factories import UserFactory
 
     url = reverse("incidents:communications", args=[desk["incident"].reference])
     assert client.get(url).status_code == 302  # anonymous: to the login
+    client.force_login(UserFactory(is_staff=True))  # staff, but not allowed to read messages
+    assert client.get(url).status_code == 403
+    ensure_groups()
+    reader = UserFactory()  # not staff: an executive reads the messages
+    reader.groups.add(Group.objects.get(name="Executives"))
     memo = comms.message_draft(
         incident=desk["incident"],
         author=desk["eszter"],
@@ -124,7 +132,7 @@ def test_the_timeline_page_filters_and_is_for_staff_only(client, desk):  # noqa:
         body="Internal memo text",
     )
     sent = approved(desk)
-    client.force_login(UserFactory(is_staff=True))
+    client.force_login(reader)
     page = client.get(url + "?channel=internal").content.decode()
     assert "Internal memo text" in page and sent.subject not in page
     page = client.get(url + "?audience=customers").content.decode()

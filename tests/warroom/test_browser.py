@@ -207,3 +207,83 @@ def test_it_reads_right_to_left_in_hebrew_on_a_phone(
     brand = page.locator(".desk-brand").bounding_box()
     assert brand["x"] > 390 / 2
     context.close()
+
+
+@pytest.mark.parametrize("width,height", [(1366, 768), (390, 844)])
+def test_it_drafts_and_approves_a_statement_in_every_language(
+    browser, live_server, broker_calls, comms_desk, width, height
+):
+    """From the incident page to an approved statement: a template of this incident's
+    playbook, every language side by side on a laptop and stacked on a phone."""
+    from django.contrib.auth.models import Group
+
+    from incidents.models import Message
+
+    ensure_groups()
+    writer = UserFactory(username="writer", first_name="Wanda", email="writer@example.test")
+    writer.groups.add(Group.objects.get(name="Communications"))
+    counsel = UserFactory(username="counsel", first_name="Carl", email="counsel@example.test")
+    counsel.groups.add(Group.objects.get(name="Legal"))
+    incident = comms_desk["incident"]
+
+    def sign_in(page, username):
+        page.goto(f"{live_server.url}/accounts/login/")
+        page.fill("#id_username", username)
+        page.fill("#id_password", PASSWORD)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{live_server.url}/")
+
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+    page = context.new_page()
+    sign_in(page, "writer")
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/")
+    check(page, "incident-comms", width)
+
+    # One click on a template's language drafts it and opens it.
+    page.click(f"#template-{comms_desk['template'].pk}")
+    page.wait_for_url("**/messages/*/")
+    message = Message.objects.get(incident=incident)
+    assert page.locator(".variant").count() == 3
+    assert page.locator(".field-warning").count() >= 3  # the facts nobody supplied yet
+    check(page, "message-edit", width)
+    en, he = (page.locator(f"#variant-{code}").bounding_box() for code in ("en", "he"))
+    if width >= 1024:
+        assert abs(en["y"] - he["y"]) < 2 and en["x"] != he["x"], "side by side"
+    else:
+        assert he["y"] > en["y"] + en["height"] - 1, "stacked"
+
+    facts = {"what_happened": "card data leaked", "what_we_do": "blocking the cards"}
+    for name in ("body", "body_he", "body_el"):
+        text = page.input_value(f"#id_{name}")
+        for fact, value in facts.items():
+            text = text.replace(f"[[missing: {fact}]]", value)
+        page.fill(f"#id_{name}", text + " 1,200.")
+    page.click("button[value=submit]")
+    page.wait_for_selector(".flash >> text=Submitted for approval")
+    message.refresh_from_db()
+    assert (
+        message.status == "in_review" and "card data leaked" in message.translations["he"]["body"]
+    )
+    check(page, "message-in-review", width)
+    context.close()
+
+    # A second person approves it from the incident page.
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+    page = context.new_page()
+    sign_in(page, "counsel")
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/#comms")
+    check(page, "incident-comms-review", width)
+    page.click(f"#comms-message-{message.pk} button:has-text('Approve')")
+    page.wait_for_selector(".flash >> text=Approved")
+    message.refresh_from_db()
+    assert message.status == "approved" and message.approver == counsel
+    context.close()
+
+    # The writer sees what may happen next: send now, or schedule.
+    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
+    page = context.new_page()
+    sign_in(page, "writer")
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/messages/{message.pk}/")
+    assert page.locator("#send-form").count() == 1 and page.locator("#schedule-form").count() == 1
+    check(page, "message-approved", width)
+    context.close()

@@ -139,3 +139,112 @@ def test_permission_matrix_warroom_actions(client, live_matrix, persona):
         assert (notes_after == notes_before + 1) == changed, persona
         holds = incident.assignments.filter(user=outsider, relieved_at__isnull=True).exists()
         assert holds == changed, persona
+
+
+# ------------------------------------------------------------------ communications
+
+COMMS_PERSONAS = (
+    "anonymous",
+    "outsider",
+    "responder",
+    "communications",
+    "legal",
+    "executive",
+    "manager",
+    "assigned-communications",
+)
+# What each may do with messages, as the API allows it (incidents/api.py MessageViewSet).
+COMMS_MAY = {
+    "add": {"communications", "manager", "assigned-communications"},
+    "change": {"communications", "manager", "assigned-communications"},
+    "approve": {"legal", "manager"},
+}
+COMMS_ACTIONS = {  # action -> (what it needs, what it posts)
+    "submit": ("change", {}),
+    "approve": ("approve", {}),
+    "return": ("approve", {"comment": "Not yet."}),
+    "send": ("change", {}),
+    "publish": ("change", {"where": "https://status.example.test"}),
+    "schedule": ("change", {"at": "2099-01-01T10:00"}),
+    "correct": ("add", {"body": "A correction."}),
+}
+
+
+@pytest.fixture
+def comms_matrix(live_matrix):
+    from tests.warroom.conftest import member
+
+    people = live_matrix["people"]
+    people["responder"] = people["unassigned"]
+    people["communications"] = member("comms", "Communications")
+    people["legal"] = member("legal", "Legal")
+    people["assigned-communications"] = member("comms-on-it", "Communications")
+    secret = live_matrix["secret"]
+    role = secret.assignments.first().role
+    services.role_assign(incident=secret, role=role, user=people["assigned-communications"])
+    return live_matrix
+
+
+def _comms_record(incident):
+    from incidents.models import Message, MessageRevision
+
+    messages = Message.objects.filter(incident=incident)
+    return (
+        sorted(messages.values_list("pk", "status", "body")),
+        MessageRevision.objects.filter(message__incident=incident).count(),
+        TimelineEntry.objects.filter(incident=incident, kind="message").count(),
+    )
+
+
+@pytest.mark.parametrize("persona", COMMS_PERSONAS)
+def test_permission_matrix_warroom_communications(client, comms_matrix, persona):
+    from incidents.models import Message
+
+    user = comms_matrix["people"][persona]
+    if user is not None:
+        client.force_login(user)
+    may_read = persona not in ("anonymous", "outsider")
+    may_see_secret = persona in ("manager", "assigned-communications")
+    may = {power for power, who in COMMS_MAY.items() if persona in who}
+    public, secret = comms_matrix["public"], comms_matrix["secret"]
+    template = public.playbook.templates.first()
+    for incident, visible in ((public, True), (secret, may_see_secret)):
+        message = Message.objects.filter(incident=incident).first()
+        base = f"/incidents/{incident.reference}/messages/"
+        fake = f"/incidents/{MADE_UP}/messages/"
+        record = _comms_record(incident)
+        requests = [
+            ("GET", "new/", None, "add"),
+            ("GET", f"{message.pk}/", None, "read"),
+            ("POST", f"{message.pk}/", {"subject": "", "body": "Changed words."}, "change"),
+            *[
+                ("POST", f"{message.pk}/do/{name}/", data, need)
+                for name, (need, data) in COMMS_ACTIONS.items()
+            ],
+            ("POST", "new/", {"template": template.pk}, "add"),
+        ]
+        for method, suffix, data, need in requests:
+            call = client.get if method == "GET" else client.post
+            real = call(base + suffix, data or {})
+            made_up = call(fake + suffix, data or {})
+            where = (persona, incident.reference, method, suffix)
+            if user is None:
+                assert real.status_code == 302 and "/accounts/login/" in real["Location"], where
+            elif not may_read:
+                assert real.status_code == made_up.status_code == 403, where
+            elif not visible:
+                assert real.status_code == 404, where
+                assert _same_page(real, made_up), where
+                assert secret.title not in real.content.decode(), where
+            elif need == "read" or need in may:
+                assert real.status_code in (200, 302), where
+            else:
+                assert real.status_code == 403, where
+        if not (visible and may):
+            assert _comms_record(incident) == record, (persona, incident.reference)
+    # Another incident's message, or a made-up one, under a visible incident: 404 alike.
+    if may_read:
+        hidden = Message.objects.filter(incident=secret).first()
+        for suffix in (f"{hidden.pk}/", f"{hidden.pk}/do/submit/", "987654/"):
+            call = client.get if suffix.endswith("/") and "do/" not in suffix else client.post
+            assert call(f"/incidents/{public.reference}/messages/{suffix}").status_code == 404

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from incidents import services
 from incidents.models import RoleAssignment, Task
+from tests.incidents.conftest import FACTS
 
 pytestmark = pytest.mark.django_db
 
@@ -73,3 +74,74 @@ def test_the_role_board_reads_in_fixed_queries_whatever_the_roll_call(client, de
     assert _queries(client, f"/incidents/{small.reference}/") == _queries(
         client, f"/incidents/{big.reference}/"
     )
+
+
+def _messages(incident, n, author, approver):
+    """n messages in every state, with corrections, on an incident."""
+    from incidents import comms
+    from incidents.models import Message
+    from playbooks.models import StakeholderGroup
+
+    audience = StakeholderGroup.objects.get(slug="customers")
+    template = incident.playbook.templates.filter(language="en").first()
+    for i in range(n):
+        message = comms.message_draft(
+            incident=incident,
+            author=author,
+            audience=audience,
+            channel="email",
+            template=template,
+            facts=FACTS,
+        )
+        if i % 4 == 0:
+            continue  # a draft
+        comms.message_edit(message=message, editor=author, subject=f"s{i}", body=f"Words {i}.")
+        comms.message_submit(message=message, actor=author)
+        if i % 4 == 1:
+            continue  # in review
+        if i % 4 == 2:
+            comms.message_return(message=message, reviewer=approver, comment=f"Fix {i}.")
+            continue
+        comms.message_approve(message=message, approver=approver)
+        website = comms.message_draft(
+            incident=incident, author=author, audience=audience, channel="website", body=f"W{i}"
+        )
+        comms.message_submit(message=website, actor=author)
+        comms.message_approve(message=website, approver=approver)
+        comms.message_publish(message=website, actor=author, where="https://example.test")
+        comms.message_correct(original=Message.objects.get(pk=website.pk), author=author, body="C")
+
+
+def test_the_incident_page_reads_in_fixed_queries_whatever_its_messages(client, desk, manager):
+    """The communications panel too: drafts, reviews, returns, sent ones and corrections."""
+    from tests.warroom.conftest import member
+
+    writer = member("writer", "Communications")
+    small = desk["incident"]
+    big = services.incident_open(title="Big one", playbook=small.playbook)
+    _messages(small, 4, writer, manager)
+    _messages(big, 24, writer, manager)
+    client.force_login(manager)
+    _queries(client, "/")
+    assert _queries(client, f"/incidents/{small.reference}/") == _queries(
+        client, f"/incidents/{big.reference}/"
+    )
+
+
+def test_a_message_page_reads_in_fixed_queries(client, desk, manager):
+    from incidents.models import Message
+    from tests.warroom.conftest import member
+
+    writer = member("writer", "Communications")
+    incident = desk["incident"]
+    _messages(incident, 8, writer, manager)
+    client.force_login(writer)
+    _queries(client, "/")
+    published = Message.objects.filter(incident=incident, status="published").order_by("pk")
+    draft = Message.objects.filter(incident=incident, status="draft", corrects=None).order_by("pk")
+    for rows in (published, draft):
+        first, last = rows.first(), rows.last()
+        assert first != last
+        assert _queries(client, f"/incidents/{incident.reference}/messages/{first.pk}/") == (
+            _queries(client, f"/incidents/{incident.reference}/messages/{last.pk}/")
+        )
