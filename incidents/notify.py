@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import zoneinfo
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -70,6 +71,7 @@ from incidents.models import (
 )
 from playbooks.models import CrisisRole
 from playbooks.oncall import oncall_holder
+from playbooks.people import person_locale
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +99,8 @@ def absolute(path: str) -> str:
 
 
 def incident_url(incident: Incident) -> str:
-    return absolute(reverse("admin:incidents_incident_change", args=[incident.pk]))
+    """The incident's war-room page: where an incident is run."""
+    return absolute(reverse("warroom:incident", args=[incident.reference]))
 
 
 # ----------------------------------------------------------------- rendering
@@ -108,8 +111,15 @@ def subject_prefix(incident: Incident) -> str:
     return f"[{_('DRILL')}] {prefix}" if incident.drill else prefix
 
 
-def render_email(name: str, context: dict) -> tuple[str, str, str]:
-    with translation.override(settings.LANGUAGE_CODE):
+def render_email(
+    name: str, context: dict, *, language: str | None = None, zone: str | None = None
+) -> tuple[str, str, str]:
+    """Subject, text and HTML of one e-mail, written in ``language`` with every time
+    in ``zone`` (the recipient's; the desk's by default), the zone named."""
+    with (
+        translation.override(language or settings.LANGUAGE_CODE),
+        timezone.override(zoneinfo.ZoneInfo(zone or settings.TIME_ZONE)),
+    ):
         subject = render_to_string(f"email/{name}_subject.txt", context)
         text = render_to_string(f"email/{name}.txt", context)
         html = render_to_string(f"email/{name}.html", context)
@@ -128,8 +138,10 @@ def _create(
     role_assignment: RoleAssignment | None = None,
 ) -> Notification | None:
     message_id = Notification.new_message_id()
+    language, zone = person_locale(person)
     context = {
         **context,
+        "tz": context.get("tz") or zone,
         "incident": incident,
         "recipient": person,
         "subject_prefix": subject_prefix(incident),
@@ -147,7 +159,7 @@ def _create(
                 for answer in rollcall.ANSWERS
             }
         )
-    subject, text, html = render_email(template, context)
+    subject, text, html = render_email(template, context, language=language, zone=zone)
     try:
         with transaction.atomic():
             return Notification.objects.create(

@@ -40,6 +40,15 @@ def profile_for(user) -> UserProfile:
     return profile
 
 
+def person_locale(user) -> tuple[str, str]:
+    """The language and time zone to write to ``user`` in (e-mails): their own
+    choices, else the desk's (settings.LANGUAGE_CODE, settings.TIME_ZONE)."""
+    language, zone = UserProfile.objects.filter(user=user).values_list(
+        "language", "time_zone"
+    ).first() or ("", "")
+    return language or settings.LANGUAGE_CODE, zone or settings.TIME_ZONE
+
+
 def preferences_save(*, user, language: str, time_zone: str, phone: str) -> UserProfile:
     """Validate and keep a person's choices; every door (page, admin) agrees on the rules."""
     with transaction.atomic():

@@ -27,6 +27,7 @@ from playbooks.models import (
     Risk,
     UpdateCadence,
 )
+from playbooks.people import person_locale
 from playbooks.selectors import playbooks_review_due, risks_review_due
 
 # What a person may set on a playbook version; version, status and times are the services'.
@@ -371,7 +372,8 @@ def review_reminders_send(*, today: date | None = None) -> int:
                 count = len(entry["playbooks"]) + len(entry["risks"])
                 ReviewReminder.objects.create(user=user, sent_on=today, items=count)
                 context = {**entry, "count": count, "today": today, "site_url": settings.SITE_URL}
-                with translation.override(settings.LANGUAGE_CODE):
+                # In the owner's own language (their profile), else the desk's.
+                with translation.override(person_locale(user)[0]):
                     subject = render_to_string("email/review_reminder_subject.txt", context)
                     text = render_to_string("email/review_reminder.txt", context)
                 message = EmailMultiAlternatives(

@@ -14,6 +14,7 @@ from incidents.models import (
     Notification,
 )
 from incidents.postmortem.render import postmortem_path
+from playbooks.people import person_locale
 
 
 def action_items_overdue(*, today: date) -> QuerySet[ActionItem]:
@@ -34,6 +35,7 @@ def action_item_reminders_send(*, today: date | None = None) -> int:
         key = f"action_overdue:{item.pk}:{today}"
         if Notification.objects.filter(dedupe_key=key).exists():
             continue
+        language, zone = person_locale(owner)
         subject, text, html = notify.render_email(
             "action_overdue",
             {
@@ -44,6 +46,8 @@ def action_item_reminders_send(*, today: date | None = None) -> int:
                 "subject_prefix": notify.subject_prefix(incident),
                 "report_url": notify.absolute(postmortem_path(incident)),
             },
+            language=language,
+            zone=zone,
         )
         try:
             with transaction.atomic():
