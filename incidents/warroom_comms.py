@@ -37,6 +37,7 @@ from django.utils.translation import get_language_info
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
+from crisisdesk.timefmt import format_when
 from incidents import comms
 from incidents.forms import (
     ApproveForm,
@@ -517,7 +518,7 @@ def _perform(
             messages.success(
                 request,
                 _("Scheduled: it goes out at %(at)s.")
-                % {"at": f"{timezone.localtime(data['at']):%Y-%m-%d %H:%M}"},
+                % {"at": format_when(data["at"], timezone.get_current_timezone())},
             )
         elif action == "correct":
             correction = comms.message_correct(

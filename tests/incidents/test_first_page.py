@@ -76,7 +76,7 @@ def test_a_sev1_pages_level_1_at_opening_and_a_sev2_waits_for_its_delay(
     # Level 2 keeps its own delay after level 1.
     assert level(sev1, 2).due_at == sev1.opened_at + dt.timedelta(seconds=120)
     assert fire_due(sev2, sev2.opened_at + dt.timedelta(seconds=299)) == []
-    assert not Notification.objects.filter(incident=sev2).exists()
+    assert not Notification.objects.filter(incident=sev2, reason="escalation").exists()
 
 
 def test_raising_the_severity_brings_a_waiting_level_1_forward(
