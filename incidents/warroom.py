@@ -342,6 +342,12 @@ def incident_page(request: HttpRequest, reference: str) -> HttpResponse:
             "incident": incident,
             "now": now,
             "statement_due_at": statement_due(incident),
+            # How long the acknowledgement took, from the first page (else from opening).
+            "ack_after": (
+                incident.acknowledged_at - (incident.first_paged_at or incident.opened_at)
+                if incident.acknowledged_at
+                else None
+            ),
             "next_escalation": next_escalation,
             "cadence_timers": [t for t in timers if t.kind == Timer.Kind.UPDATE_CADENCE],
             "phases": [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import time_machine
 
+from crisisdesk.timefmt import format_when
 from incidents import escalation, rollcall, services
 from incidents.models import Notification, Timer
 from tests.warroom.conftest import member
@@ -45,7 +46,7 @@ def test_the_role_board_shows_each_holders_answer(client, desk, manager):
     assert 'data-answer="cant"' in html and "can't (answered at" in html  # earlier holders
     assert "Nobody holds this role" in html
     tech.refresh_from_db()
-    assert f"chased at {tech.chased_at:%H:%M}" in html
+    assert f"chased at {format_when(tech.chased_at)}" in html  # in the viewer's zone, named
     assert html.count('data-answer="pending"') == 2
 
 
