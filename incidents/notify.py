@@ -458,6 +458,8 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
         headers={
             "Message-ID": n.message_id,
             **({"X-CrisisDesk-Incident": n.incident.reference} if n.incident else {}),
+            # Why it was sent (escalation, activation, message...): for mail filters.
+            "X-CrisisDesk-Reason": n.reason,
             "Auto-Submitted": "auto-generated",
         },
     )
