@@ -108,9 +108,13 @@ class Channel(models.TextChoices):
 
 
 def validate_timezone(value: str) -> None:
+    # A name the zone database does not know, malformed, or too long for a file name
+    # (zoneinfo opens a file named after it: OSError) is refused alike.
     try:
+        if len(value) > 64:
+            raise ValueError(value)
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise ValidationError(
             _("“%(value)s” is not a time zone name such as Europe/Budapest."),
             params={"value": value},

@@ -76,7 +76,7 @@ def apply(request: HttpRequest) -> None:
     zone = request.session.get(SESSION_TIME_ZONE) or ""
     try:
         timezone.activate(zoneinfo.ZoneInfo(zone)) if zone else timezone.deactivate()
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         timezone.deactivate()
 
 

@@ -140,3 +140,15 @@ def test_a_risk_review_is_due_within_the_bound(db):
         f"/api/v1/risks/{risk.pk}/reviewed/", {"next_review_in_days": 1097}, format="json"
     )
     assert answer.status_code == 400 and "next_review_in_days" in answer.json()
+
+
+@pytest.mark.parametrize("name", ["x" * 300, "Europe/" + "\U00103915" * 80, "../../etc/passwd", ""])
+def test_a_time_zone_name_that_is_no_zone_is_refused_not_a_crash(name):
+    """zoneinfo opens a file named after the zone: a long name raised OSError (a 500 in
+    the API, found by schemathesis on POST /api/v1/rotations/)."""
+    from django.core.exceptions import ValidationError
+
+    from playbooks.models import validate_timezone
+
+    with pytest.raises(ValidationError):
+        validate_timezone(name)
