@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import django_on_empty_database  # noqa: E402 - after the path is set
 
 
 def parse_args() -> argparse.Namespace:
@@ -143,25 +143,11 @@ def build_record(entries: int, messages: int):
 
 def main() -> None:
     args = parse_args()
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crisisdesk_bench_pm")
-    os.environ["CRISISDESK_DATA_DIR"] = tempfile.mkdtemp(prefix="crisisdesk-bench-pm-")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "crisisdesk.settings"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    if os.environ["DATABASE_URL"].startswith("postgres"):
-        from bench.escalation_latency import ensure_database
-
-        ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    django_on_empty_database(database="crisisdesk_bench_pm", prefix="crisisdesk-bench-pm-")
     from django.db import connection
 
     from incidents import postmortem
 
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("flush", verbosity=0, interactive=False)
     incident = build_record(args.entries, args.messages)
 
     build_ms, report = timed(lambda: postmortem.report_build(incident), args.repeat)

@@ -21,13 +21,14 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.common import django_on_empty_database  # noqa: E402 - after the path is set
 
 
 def parse_args() -> argparse.Namespace:
@@ -131,26 +132,12 @@ def build_incident(entries: int):
 
 def main() -> None:
     args = parse_args()
-    os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/crisisdesk_bench_wr")
-    os.environ["CRISISDESK_DATA_DIR"] = tempfile.mkdtemp(prefix="crisisdesk-bench-wr-")
-    os.environ["DJANGO_SETTINGS_MODULE"] = "crisisdesk.settings"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    if os.environ["DATABASE_URL"].startswith("postgres"):
-        from bench.escalation_latency import ensure_database
-
-        ensure_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
+    django_on_empty_database(database="crisisdesk_bench_wr", prefix="crisisdesk-bench-wr-")
     from django.conf import settings
-    from django.core.management import call_command
     from django.db import connection
     from django.test import Client
 
     settings.ALLOWED_HOSTS = ["*"]
-    call_command("migrate", verbosity=0, interactive=False)
-    call_command("flush", verbosity=0, interactive=False)
     incident, viewer = build_incident(args.entries)
     client = Client()
     client.force_login(viewer)
