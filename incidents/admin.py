@@ -8,6 +8,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
 from crisisdesk.admin_tools import READ_ONLY_SUBMIT_ROW, AuditHistoryAdmin
@@ -416,6 +418,7 @@ class MessageAdmin(VisibleRowsMixin, AuditHistoryAdmin):
             "status",
             "subject",
             "body",
+            "variants",
             "boilerplate_warning",
             "missing",
             "author",
@@ -454,6 +457,56 @@ class MessageAdmin(VisibleRowsMixin, AuditHistoryAdmin):
                 "Stereotyped replies anger people most."
             )
         return "—"
+
+    @admin.display(description=_("other languages"))
+    def variants(self, obj: Message):
+        """Every other-language variant, as the approver must see it; written in the war
+        room, where all languages are edited side by side."""
+
+        def flag(code):
+            names = comms.untranslated_facts(obj).get(code)
+            if not names:
+                return ""
+            return format_html(
+                ' <strong class="errornote">{}</strong>',
+                _("not translated: %(names)s") % {"names": ", ".join(names)},
+            )
+
+        def direction(code):
+            try:
+                return "rtl" if get_language_info(code)["bidi"] else "ltr"
+            except KeyError:
+                return "ltr"
+
+        rows = format_html_join(
+            "",
+            '<div lang="{}" dir="{}" class="variant"><h4>{}{}</h4><p><strong>{}</strong></p>'
+            '<p style="white-space: pre-wrap">{}</p></div>',
+            (
+                (
+                    code,
+                    direction(code),
+                    comms.language_name(code),
+                    flag(code),
+                    variant.get("subject", ""),
+                    variant.get("body", ""),
+                )
+                for code, variant in sorted(obj.translations.items())
+            ),
+        )
+        dropped = ""
+        if obj.dropped_languages:
+            dropped = format_html(
+                "<p>{}</p>",
+                _("Dropped on purpose (their contacts get the group's default): %(langs)s")
+                % {"langs": ", ".join(comms.language_name(c) for c in obj.dropped_languages)},
+            )
+        link = format_html(
+            '<p><a href="{}">{}</a></p>',
+            reverse("warroom:message", args=[obj.incident.reference, obj.pk]),
+            _("Read and edit every language side by side in the war room"),
+        )
+        return format_html("{}{}{}", rows or "—", dropped, link)
 
     @admin.display(description=_("missing facts"))
     def missing(self, obj: Message):

@@ -420,12 +420,33 @@ class TimelineViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
 class MessageSerializer(serializers.ModelSerializer):
     reads_as_boilerplate = serializers.BooleanField(read_only=True)
+    facts_not_translated = serializers.SerializerMethodField(
+        help_text="Per variant language, the facts not yet written in it (each blocks approval)."
+    )
+    languages_needed = serializers.SerializerMethodField(
+        help_text="The audience's languages: its default first, then its contacts' own."
+    )
+
+    @extend_schema_field(
+        {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+    )
+    def get_facts_not_translated(self, message) -> dict:
+        return comms.untranslated_facts(message)
+
+    @extend_schema_field({"type": "array", "items": {"type": "string"}})
+    def get_languages_needed(self, message) -> list:
+        # One query per audience, not per message, on a list.
+        known = self.context.setdefault("_audience_languages", {})
+        if message.audience_id not in known:
+            known[message.audience_id] = comms.audience_languages(message.audience)
+        return known[message.audience_id]
 
     class Meta:
         model = Message
         fields = (
             "id", "incident", "audience", "channel", "language", "template", "subject", "body",
-            "translations", "status", "is_public", "author", "created_at", "submitted_at",
+            "translations", "dropped_languages", "languages_needed", "facts_not_translated",
+            "status", "is_public", "author", "created_at", "submitted_at",
             "approver", "approved_at", "approval_note", "boilerplate_approved", "sent_at",
             "sent_by", "published_where", "corrects", "reads_as_boilerplate",
         )  # fmt: skip
@@ -439,13 +460,38 @@ class MessageDraftSerializer(serializers.Serializer):
     language = serializers.CharField(default="en")
     template = serializers.IntegerField(required=False, allow_null=True, default=None)
     facts = serializers.DictField(child=serializers.CharField(allow_blank=True), required=False)
+    facts_by_language = serializers.DictField(
+        child=serializers.DictField(child=serializers.CharField(allow_blank=True)),
+        required=False,
+        help_text=(
+            "The same facts written in other languages, {language: {fact: text}}: without "
+            "them a variant's facts are marked not translated."
+        ),
+    )
     subject = serializers.CharField(required=False, allow_blank=True, default="")
     body = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class VariantWordsSerializer(serializers.Serializer):
+    subject = serializers.CharField(allow_blank=True, required=False, default="")
+    body = serializers.CharField()
 
 
 class MessageEditSerializer(serializers.Serializer):
     subject = serializers.CharField(allow_blank=True)
     body = serializers.CharField()
+    translations = serializers.DictField(
+        child=VariantWordsSerializer(),
+        required=False,
+        help_text=(
+            "Other-language variants to change, {language: {subject, body}}; languages not "
+            "named stay as they are."
+        ),
+    )
+
+
+class MessageLanguageSerializer(serializers.Serializer):
+    language = serializers.CharField(max_length=8)
 
 
 class ApproveSerializer(serializers.Serializer):
@@ -522,6 +568,36 @@ class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         message = self.get_object()
         return self._respond(
             lambda: comms.message_edit(message=message, editor=request.user, **form.validated_data)
+        )
+
+    @extend_schema(request=MessageLanguageSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="drop-language", url_name="drop-language")
+    def drop_language(self, request, pk=None):
+        """Take a language out of a draft on purpose: its contacts get the group's default
+        language (on the timeline). The group's default itself cannot be dropped."""
+        require(request, "incidents.change_message")
+        form = MessageLanguageSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_language_drop(
+                message=message, language=form.validated_data["language"], actor=request.user
+            )
+        )
+
+    @extend_schema(request=MessageLanguageSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="add-language", url_name="add-language")
+    def add_language(self, request, pk=None):
+        """Give a draft a variant in one more language: the playbook's template in it when
+        there is one, else to be written."""
+        require(request, "incidents.change_message")
+        form = MessageLanguageSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        message = self.get_object()
+        return self._respond(
+            lambda: comms.message_language_add(
+                message=message, language=form.validated_data["language"], actor=request.user
+            )
         )
 
     @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})

@@ -3,6 +3,10 @@
 Every step is a service with its actor and time on the incident's timeline.
 The rules a crisis team relies on live here and only here:
 - facts an incident cannot supply stay visibly marked and block approval;
+- a message is one statement with a variant per language its audience needs;
+  facts the team typed belong to one language and are never pasted into
+  another: a variant without them in its own language is marked *not
+  translated* and blocks approval until it is written or its language dropped;
 - a message sent unchanged from its template is flagged as boilerplate and
   needs a deliberate approval;
 - approving needs the approval permission, and nobody approves their own
@@ -23,7 +27,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from incidents import dispatch, timers
@@ -37,11 +41,17 @@ from incidents.models import (
     Timer,
 )
 from incidents.timeline import actor_name, timeline_add
-from playbooks.models import Channel, CrisisRole, MessageTemplate, StakeholderGroup
+from playbooks.models import Channel, CrisisRole, MessageTemplate, Stakeholder, StakeholderGroup
 
 MISSING = "[[missing: {name}]]"
+NOT_TRANSLATED = "[[not translated: {name}]]"
 PER_RECIPIENT = ("recipient_name",)
 AUTHOR_FACTS = ("what_happened", "what_we_do", "what_you_can_do", "affected")
+# Facts a person typed, in one language: the author's facts and the incident's title.
+# In a variant of another language they are never filled with these words.
+LANGUAGE_BOUND = (*AUTHOR_FACTS, "incident_title")
+# What a variant written from scratch (or a correction's) holds until someone writes it.
+WHOLE_TEXT = "message"
 
 
 def _stamp(value: datetime | None) -> str | None:
@@ -88,8 +98,11 @@ def incident_facts(
     return values
 
 
-def fill(text: str, values: dict[str, str | None]) -> str:
-    """Fill {placeholders}; unknown facts become a visible marker; per-recipient ones stay."""
+def fill(text: str, values: dict[str, str | None], *, untranslated: frozenset = frozenset()) -> str:
+    """Fill {placeholders}; unknown facts become a visible marker; per-recipient ones stay.
+
+    ``untranslated``: facts known only in another language, marked *not translated*.
+    """
     out = []
     for literal, field, _spec, _conv in string.Formatter().parse(text):
         out.append(literal)
@@ -97,6 +110,8 @@ def fill(text: str, values: dict[str, str | None]) -> str:
             continue
         if field in PER_RECIPIENT:
             out.append("{" + field + "}")
+        elif field in untranslated:
+            out.append(NOT_TRANSLATED.format(name=field))
         elif values.get(field):
             out.append(str(values[field]))
         else:
@@ -109,19 +124,63 @@ def personalise(text: str, name: str) -> str:
     return text.replace("{recipient_name}", name)
 
 
-def markers_in(text: str) -> list[str]:
-    """The facts still marked missing in one text, in order, each once."""
+def markers_in(text: str, marker: str = MISSING) -> list[str]:
+    """The facts still marked (missing, or with ``NOT_TRANSLATED`` not translated) in one
+    text, in order, each once."""
+    opening = marker.split("{", 1)[0]
     found: list[str] = []
     start = 0
-    while (i := (text or "").find("[[missing: ", start)) >= 0:
+    while (i := (text or "").find(opening, start)) >= 0:
         end = text.find("]]", i)
         if end < 0:
             break
-        name = text[i + len("[[missing: ") : end]
+        name = text[i + len(opening) : end]
         if name not in found:
             found.append(name)
         start = end
     return found
+
+
+def untranslated_facts(message: Message) -> dict[str, list[str]]:
+    """Per variant language, the facts not yet written in it: each blocks approval."""
+    out = {}
+    for code, variant in sorted(message.translations.items()):
+        names = []
+        for text in (variant.get("subject", ""), variant.get("body", "")):
+            names += [n for n in markers_in(text, NOT_TRANSLATED) if n not in names]
+        if names:
+            out[code] = names
+    return out
+
+
+def audience_languages(audience: StakeholderGroup) -> list[str]:
+    """The languages an audience needs: the group's default first, then every other
+    language its contacts read, each once."""
+    needed = [audience.default_language]
+    own = (
+        Stakeholder.objects.filter(group=audience)
+        .exclude(language="")
+        .values_list("language", flat=True)
+        .distinct()
+        .order_by("language")
+    )
+    needed += [code for code in own if code not in needed]
+    return needed
+
+
+def language_sent(message: Message, wanted: str) -> str:
+    """The variant a contact reading ``wanted`` gets: their own language when the message
+    has it, else the group's default language when it has that, else the main text's."""
+    have = {message.language, *message.translations}
+    if wanted in have:
+        return wanted
+    if message.audience.default_language in have:
+        return message.audience.default_language
+    return message.language
+
+
+def language_name(code: str) -> str:
+    return str(dict(settings.LANGUAGES).get(code, code))
 
 
 def missing_facts(message: Message) -> list[str]:
@@ -152,23 +211,77 @@ def _label(message: Message) -> str:
     }
 
 
-@transaction.atomic
-def message_words_validate(*, subject: str, language: str | None = None) -> None:
-    """What the message table holds: a language the desk speaks, a subject that fits."""
+def message_words_validate(
+    *, subject: str, language: str | None = None, body: str = "", field: str = ""
+) -> None:
+    """What the message table holds: a language the desk speaks, a subject and a body that
+    fit. ``field`` prefixes the error keys (a variant's: "translations.hu.")."""
     errors = {}
     if language is not None and language not in {code for code, _name in settings.LANGUAGES}:
-        errors["language"] = _("“%(value)s” is not one of: %(known)s.") % {
+        errors[field + "language"] = _("“%(value)s” is not one of: %(known)s.") % {
             "value": language,
             "known": ", ".join(code for code, _name in settings.LANGUAGES),
         }
-    limit = Message._meta.get_field("subject").max_length
-    if len(subject or "") > limit:
-        errors["subject"] = _("At most %(n)s characters (this has %(got)s).") % {
-            "n": limit,
-            "got": len(subject),
-        }
+    for name, value, limit in (
+        ("subject", subject, Message._meta.get_field("subject").max_length),
+        ("body", body, Message.BODY_MAX),
+    ):
+        if len(value or "") > limit:
+            errors[field + name] = _("At most %(n)s characters (this has %(got)s).") % {
+                "n": limit,
+                "got": len(value),
+            }
     if errors:
         raise ValidationError(errors)
+
+
+def _in_language(values: dict[str, str | None], incident: Incident, code: str) -> dict:
+    """The incident's facts as a variant in ``code`` says them (the severity's name)."""
+    with translation.override(code):
+        return {**values, "severity": str(incident.severity_label)}
+
+
+def _variants_from_templates(
+    *,
+    template: MessageTemplate,
+    values: dict[str, str | None],
+    incident: Incident,
+    needed: list[str],
+    facts_by_language: dict[str, dict],
+) -> dict[str, dict]:
+    """The same template in each other language the audience needs, filled; the facts the
+    team typed in the main language are marked not translated, never pasted in."""
+    typed = {name for name in LANGUAGE_BOUND if values.get(name)}
+    variants = {}
+    siblings = MessageTemplate.objects.filter(
+        playbook_id=template.playbook_id,
+        name=template.name,
+        audience_id=template.audience_id,
+        channel=template.channel,
+        language__in=needed,
+    ).exclude(language=template.language)
+    for sibling in siblings.order_by("language"):
+        own = {
+            k: (v or "").strip() or None
+            for k, v in facts_by_language.get(sibling.language, {}).items()
+        }
+        local = {
+            **_in_language(values, incident, sibling.language),
+            **{k: v for k, v in own.items() if v},
+        }
+        untranslated = frozenset(name for name in typed if not own.get(name))
+        filled = fill(sibling.body, local, untranslated=untranslated)
+        variants[sibling.language] = {
+            "subject": fill(sibling.subject, local, untranslated=untranslated),
+            "body": filled,
+            "filled": filled,
+        }
+    return variants
+
+
+def _unwritten(subject: str = "") -> dict:
+    """A variant nobody has written yet: it blocks approval until written or dropped."""
+    return {"subject": subject, "body": NOT_TRANSLATED.format(name=WHOLE_TEXT), "filled": ""}
 
 
 @transaction.atomic
@@ -181,6 +294,7 @@ def message_draft(
     language: str = "en",
     template: MessageTemplate | None = None,
     facts: dict | None = None,
+    facts_by_language: dict[str, dict] | None = None,
     subject: str = "",
     body: str = "",
     corrects: Message | None = None,
@@ -188,8 +302,13 @@ def message_draft(
 ) -> Message:
     """Draft a message, from a template (filled from the incident) or from scratch.
 
-    With a template, the same template in every other language the playbook
-    has is filled too, so an e-mail reaches each contact in their language.
+    The message gets a variant for every language its audience needs
+    (``audience_languages``). From a template, each is the same template in that
+    language, filled; the facts typed for this message (``facts``, the incident's
+    summary and title) are in the template's language, so in the others they are
+    marked not translated unless ``facts_by_language`` gives them. Written from
+    scratch (or a correction), every other variant starts unwritten. A language
+    with no template gets no variant: its contacts read the group's default.
     """
     errors = {}
     if channel not in Channel.values:
@@ -200,30 +319,41 @@ def message_draft(
         errors["corrects"] = _(
             "Only a sent or published message of this incident can be corrected."
         )
+    facts_by_language = facts_by_language or {}
     try:
-        message_words_validate(subject=subject, language=language)
+        message_words_validate(subject=subject, language=language, body=body)
+        for code in facts_by_language:
+            message_words_validate(subject="", language=code)
     except ValidationError as exc:
         errors.update({field: messages[0] for field, messages in exc.message_dict.items()})
     if errors:
         raise ValidationError(errors)
-    translations = {}
+    needed = audience_languages(audience)
     filled_template = ""
     if template is not None:
         values = incident_facts(incident=incident, audience=audience, facts=facts)
-        subject = fill(template.subject, values)
-        body = fill(template.body, values)
-        filled_template = body
         language = template.language
+        main = _in_language(values, incident, language)
+        subject = fill(template.subject, main)
+        body = fill(template.body, main)
+        filled_template = body
         message_words_validate(subject=subject)
-        siblings = MessageTemplate.objects.filter(
-            playbook_id=template.playbook_id, name=template.name
+        translations = _variants_from_templates(
+            template=template,
+            values=values,
+            incident=incident,
+            needed=needed,
+            facts_by_language=facts_by_language,
         )
-        for sibling in siblings.exclude(pk=template.pk):
-            translations[sibling.language] = {
-                "subject": fill(sibling.subject, values),
-                "body": fill(sibling.body, values),
-                "filled": fill(sibling.body, values),
-            }
+    else:
+        previous = corrects.translations if corrects is not None else {}
+        # A correction reaches people in the languages the original did.
+        dropped = list(corrects.dropped_languages) if corrects is not None else []
+        translations = {
+            code: _unwritten(previous.get(code, {}).get("subject", ""))
+            for code in needed
+            if code != language and code not in dropped
+        }
     if is_public is None:
         is_public = audience.kind != StakeholderGroup.Kind.EMPLOYEES and channel != Channel.INTERNAL
     message = Message.objects.create(
@@ -236,6 +366,7 @@ def message_draft(
         body=body,
         filled_template=filled_template,
         translations=translations,
+        dropped_languages=dropped if template is None else [],
         author=author,
         corrects=corrects,
         is_public=is_public,
@@ -247,7 +378,98 @@ def message_draft(
             "id": corrects.pk,
             "m": _label(message),
         }
-    _log(message, author, text, corrects=corrects.pk if corrects else None)
+    _log(
+        message,
+        author,
+        text,
+        corrects=corrects.pk if corrects else None,
+        languages=[language, *sorted(translations)],
+    )
+    return message
+
+
+@transaction.atomic
+def message_language_drop(*, message: Message, language: str, actor: AbstractBaseUser) -> Message:
+    """Take a language out of a draft on purpose: its contacts get the group's default."""
+    message = _locked(message)
+    if message.status not in Message.EDITABLE:
+        raise ValidationError(_("Only a draft or a message in review can change its languages."))
+    if language in (message.audience.default_language, message.language):
+        raise ValidationError(
+            {
+                "language": _(
+                    "%(lang)s is the main text or the default language of %(group)s: whoever "
+                    "has no variant of their own reads it, so it cannot be dropped."
+                )
+                % {"lang": language_name(language), "group": message.audience.name}
+            }
+        )
+    if language not in message.translations:
+        raise ValidationError(
+            {"language": _("This message has no variant in “%(code)s”.") % {"code": language}}
+        )
+    message.translations = {k: v for k, v in message.translations.items() if k != language}
+    message.dropped_languages = sorted({*message.dropped_languages, language})
+    if message.status == Message.Status.IN_REVIEW:
+        message.status = Message.Status.DRAFT
+    message.save()
+    fallback = language_sent(message, language)
+    _log(
+        message,
+        actor,
+        _(
+            "%(who)s dropped %(lang)s from %(m)s: its contacts in %(lang)s get the "
+            "%(fallback)s text."
+        )
+        % {
+            "who": actor_name(actor),
+            "lang": language_name(language),
+            "m": _label(message),
+            "fallback": language_name(fallback),
+        },
+        dropped=language,
+        fallback=fallback,
+    )
+    return message
+
+
+@transaction.atomic
+def message_language_add(*, message: Message, language: str, actor: AbstractBaseUser) -> Message:
+    """Give a draft a variant in one more language (a dropped one back, or any the desk
+    speaks): the playbook's template in that language when there is one, else unwritten."""
+    message_words_validate(subject="", language=language)
+    message = _locked(message)
+    if message.status not in Message.EDITABLE:
+        raise ValidationError(_("Only a draft or a message in review can change its languages."))
+    if language == message.language or language in message.translations:
+        raise ValidationError(
+            {
+                "language": _("This message already has a variant in “%(code)s”.")
+                % {"code": language}
+            }
+        )
+    variant = _unwritten()
+    if message.template_id is not None:
+        values = incident_facts(incident=message.incident, audience=message.audience)
+        variant = _variants_from_templates(
+            template=message.template,
+            values=values,
+            incident=message.incident,
+            needed=[language],
+            facts_by_language={},
+        ).get(language, variant)
+    message.translations = {**message.translations, language: variant}
+    message.dropped_languages = [c for c in message.dropped_languages if c != language]
+    if message.status == Message.Status.IN_REVIEW:
+        message.status = Message.Status.DRAFT
+    message.save()
+    _log(
+        message,
+        actor,
+        _("%(who)s added a %(lang)s variant to %(m)s.")
+        % {"who": actor_name(actor), "lang": language_name(language), "m": _label(message)},
+        added=language,
+    )
     return message
 
 
@@ -263,6 +485,40 @@ def _locked(message: Message) -> Message:
     )
 
 
+def _variants_edited(message: Message, translations: dict) -> dict:
+    """The variants after an edit: only languages the message has, each with a subject and
+    a body that fit; languages not named stay as they were."""
+    if not isinstance(translations, dict):
+        raise ValidationError(
+            {"translations": _("Give the variants as {language: {subject, body}}.")}
+        )
+    merged = dict(message.translations)
+    errors = {}
+    for code, words in translations.items():
+        field = f"translations.{code}."
+        if code not in message.translations:
+            errors[f"translations.{code}"] = _(
+                "This message has no variant in “%(code)s”: add the language first."
+            ) % {"code": code}
+            continue
+        if not isinstance(words, dict):
+            errors[f"translations.{code}"] = _("Give a subject and a body.")
+            continue
+        subject, body = str(words.get("subject", "")), str(words.get("body", ""))
+        if not body.strip():
+            errors[field + "body"] = _(
+                "A variant needs a body; to send this language nothing, drop it."
+            )
+        try:
+            message_words_validate(subject=subject, body=body, field=field)
+        except ValidationError as exc:
+            errors.update({k: v[0] for k, v in exc.message_dict.items()})
+        merged[code] = {**message.translations[code], "subject": subject, "body": body}
+    if errors:
+        raise ValidationError(errors)
+    return merged
+
+
 @transaction.atomic
 def message_edit(
     *,
@@ -272,28 +528,42 @@ def message_edit(
     body: str,
     translations: dict | None = None,
 ) -> Message:
-    """Change a draft's words; the previous words are kept as a revision."""
+    """Change a draft's words, in any of its languages; the previous words are kept as a
+    revision, and a message in review goes back to draft: every variant is approved anew."""
     message = _locked(message)
     if message.status not in Message.EDITABLE:
         raise ValidationError(_("Only a draft or a message in review can be edited."))
     if not (body or "").strip():
         raise ValidationError({"body": _("A message needs a body.")})
-    message_words_validate(subject=subject)
-    if subject == message.subject and body == message.body and translations is None:
+    message_words_validate(subject=subject, body=body)
+    merged = (
+        _variants_edited(message, translations)
+        if translations is not None
+        else message.translations
+    )
+    if subject == message.subject and body == message.body and merged == message.translations:
         return message
     MessageRevision.objects.create(
-        message=message, editor=editor, subject=message.subject, body=message.body
+        message=message,
+        editor=editor,
+        subject=message.subject,
+        body=message.body,
+        translations=message.translations,
     )
+    changed = [code for code in merged if merged[code] != message.translations.get(code)]
+    if subject != message.subject or body != message.body:
+        changed.insert(0, message.language)
     message.subject, message.body = subject, body
-    if translations is not None:
-        message.translations = translations
+    message.translations = merged
     if message.status == Message.Status.IN_REVIEW:
         message.status = Message.Status.DRAFT  # changed words need a fresh review
     message.save()
     _log(
         message,
         editor,
-        _("%(who)s edited %(m)s.") % {"who": actor_name(editor), "m": _label(message)},
+        _("%(who)s edited %(m)s (%(langs)s).")
+        % {"who": actor_name(editor), "m": _label(message), "langs": ", ".join(changed)},
+        languages=changed,
     )
     return message
 
@@ -356,6 +626,20 @@ def message_approve(
     if missing:
         raise ValidationError(
             _("Fill in the missing facts first: %(names)s.") % {"names": ", ".join(missing)}
+        )
+    untranslated = untranslated_facts(message)
+    if untranslated:
+        raise ValidationError(
+            _(
+                "Facts not translated: %(where)s. Write them in that language, or drop the "
+                "language (its contacts then get the group's default)."
+            )
+            % {
+                "where": "; ".join(
+                    f"{language_name(code)} ({', '.join(names)})"
+                    for code, names in untranslated.items()
+                )
+            }
         )
     if message.reads_as_boilerplate and not accept_boilerplate:
         raise ValidationError(
@@ -493,9 +777,10 @@ def _went_out(message: Message, actor, now: datetime) -> None:
     _cadence_restart(message, now)
 
 
-def _variant(message: Message, language: str) -> tuple[str, str, str]:
-    variant = message.translations.get(language)
-    if language != message.language and variant:
+def _variant(message: Message, wanted: str) -> tuple[str, str, str]:
+    language = language_sent(message, wanted)
+    if language != message.language:
+        variant = message.translations[language]
         return language, variant["subject"], variant["body"]
     return message.language, message.subject, message.body
 
@@ -524,6 +809,7 @@ def message_send(
             % {"group": message.audience.name}
         )
     created = []
+    fallbacks: dict[str, str] = {}  # a language the message lacks -> the one sent instead
     for contact in contacts:
         language, subject, body = _variant(message, contact.effective_language)
         n = Notification(
@@ -536,16 +822,21 @@ def message_send(
             message_id=Notification.new_message_id(),
             subject=personalise(subject, contact.name)[:400],
             body_text=personalise(body, contact.name),
+            language=language,
         )
-        n.language = language
         created.append(n)
+        if language != contact.effective_language:
+            fallbacks.setdefault(contact.effective_language, language)
     Notification.objects.bulk_create(created, ignore_conflicts=True)
     ids = list(Notification.objects.filter(comms_message=message).values_list("pk", flat=True))
     message.status = Message.Status.SENT
     message.sent_at = now
     message.sent_by = actor
     message.save()
-    languages = sorted({n.language for n in created})
+    counts: dict[str, int] = {}
+    for n in created:
+        counts[n.language] = counts.get(n.language, 0) + 1
+    languages = sorted(counts)
     _log(
         message,
         actor,
@@ -557,6 +848,8 @@ def message_send(
             "langs": ", ".join(languages),
         },
         recipients=len(created),
+        languages=counts,
+        fallbacks=fallbacks,
     )
     _went_out(message, actor, now)
     dispatch.deliver_on_commit(ids)

@@ -6,7 +6,7 @@ import datetime as dt
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from incidents import comms, postmortem, services
@@ -37,16 +37,32 @@ def demo_drill() -> Incident | None:
         actor=manager,
     )
     services.incident_acknowledge(incident=incident, actor=manager, via="demo")
+
+    def statement() -> str:
+        return _(
+            "Card payments are failing on our shop since 10:05. Your card has not been "
+            "charged for failed orders. We are restoring the payment page and will post "
+            "the next update here within 30 minutes."
+        )
+
     message = comms.message_draft(
         incident=incident,
         author=writer,
         audience=customers,
         channel="website",
-        body=_(
-            "Card payments are failing on our shop since 10:05. Your card has not been "
-            "charged for failed orders. We are restoring the payment page and will post "
-            "the next update here within 30 minutes."
-        ),
+        body=statement(),
+    )
+    # The same statement in each language the customers read, from the catalogues.
+    words = {}
+    for code in message.translations:
+        with translation.override(code):
+            words[code] = {"subject": "", "body": statement()}
+    message = comms.message_edit(
+        message=message,
+        editor=writer,
+        subject=message.subject,
+        body=message.body,
+        translations=words,
     )
     comms.message_submit(message=message, actor=writer)
     comms.message_approve(message=message, approver=manager, note=_("Drill: checked."))

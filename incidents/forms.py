@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
-from incidents.comms import RETURN_COMMENT_MAX, markers_in
+from incidents.comms import NOT_TRANSLATED, RETURN_COMMENT_MAX, markers_in
 from incidents.models import Incident, Message, Severity
-from playbooks.models import CrisisRole, MessageTemplate, Playbook, Scenario
+from playbooks.models import (
+    Channel,
+    CrisisRole,
+    MessageTemplate,
+    Playbook,
+    Scenario,
+    StakeholderGroup,
+)
 
 SUBJECT_MAX = Message._meta.get_field("subject").max_length
 
@@ -152,7 +160,7 @@ class RoleAssignForm(forms.Form):
 # The forms of the war room's communications panel (incidents/warroom_comms.py).
 
 # Longest message body the desk takes from a form: a statement, not a book.
-MESSAGE_BODY_MAX = 20_000
+MESSAGE_BODY_MAX = Message.BODY_MAX
 
 
 def _bidi(code: str) -> bool:
@@ -211,13 +219,19 @@ class MessageEditForm(forms.Form):
                 widget=forms.Textarea(attrs={"rows": 10, **words}),
             )
         for name, form_field in self.fields.items():
-            if self.missing(name):
+            if self.missing(name) or self.untranslated(name):
                 form_field.widget.attrs["aria-describedby"] = f"id_{name}_missing"
+
+    def _value(self, name: str) -> str:
+        return self.data.get(name, "") if self.is_bound else self.initial.get(name, "")
 
     def missing(self, name: str) -> list[str]:
         """The facts still marked missing in a field, as typed (or as stored, unbound)."""
-        value = self.data.get(name, "") if self.is_bound else self.initial.get(name, "")
-        return markers_in(value)
+        return markers_in(self._value(name))
+
+    def untranslated(self, name: str) -> list[str]:
+        """The facts in a field still to be written in its language."""
+        return markers_in(self._value(name), NOT_TRANSLATED)
 
     def translations(self) -> dict | None:
         """The variants as the message keeps them; None when none of them changed."""
@@ -277,6 +291,36 @@ class ScheduleForm(forms.Form):
         if at <= timezone.now():
             raise forms.ValidationError(_("Choose a time in the future."))
         return at
+
+
+class LanguageForm(forms.Form):
+    """One language of a draft: to drop it on purpose, or to add a variant in it."""
+
+    language = forms.ChoiceField(label=_("Language"), choices=settings.LANGUAGES)
+
+
+class ScratchForm(forms.Form):
+    """A message written without a template: the team chooses audience, channel and the
+    main text's language; every other language the audience reads starts unwritten."""
+
+    audience = forms.ModelChoiceField(
+        label=_("Audience"),
+        queryset=StakeholderGroup.objects.order_by("priority", "name"),
+        error_messages={"required": _("Choose who it is for.")},
+    )
+    channel = forms.ChoiceField(label=_("Channel"), choices=Channel.choices)
+    language = forms.ChoiceField(label=_("Language of this text"), choices=settings.LANGUAGES)
+    subject = forms.CharField(label=_("Subject"), required=False, max_length=SUBJECT_MAX)
+    body = forms.CharField(
+        label=_("Message"),
+        max_length=MESSAGE_BODY_MAX,
+        widget=forms.Textarea(attrs={"rows": 8}),
+        error_messages={"required": _("Write the message.")},
+    )
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("prefix", "scratch")
+        super().__init__(*args, **kwargs)
 
 
 class CorrectForm(forms.Form):

@@ -531,6 +531,8 @@ class Notification(models.Model):
         related_name="notifications",
     )
     to_email = models.EmailField(_("to"))
+    # The language the e-mail was written in (a stakeholder message: the variant sent).
+    language = models.CharField(_("language"), max_length=8, blank=True)
     reason = models.CharField(_("reason"), max_length=32)
     dedupe_key = models.CharField(_("dedupe key"), max_length=200, unique=True)
     message_id = models.CharField(_("Message-ID"), max_length=200, unique=True, editable=False)
@@ -620,6 +622,8 @@ class Message(models.Model):
 
     FINAL = (Status.SENT, Status.PUBLISHED)
     EDITABLE = (Status.DRAFT, Status.IN_REVIEW)
+    # The longest text one language of a message may hold (every door: forms, API, services).
+    BODY_MAX = 20_000
 
     incident = models.ForeignKey(
         Incident, verbose_name=_("incident"), on_delete=models.PROTECT, related_name="messages"
@@ -641,8 +645,13 @@ class Message(models.Model):
     body = models.TextField(_("body"))
     # The template as filled at drafting: a body still equal to it reads as boilerplate.
     filled_template = models.TextField(_("template as filled"), blank=True, editable=False)
-    # Per-language variants for e-mail sending: {"he": {"subject": ..., "body": ...}}.
+    # The other languages of the same statement: {"he": {"subject": ..., "body": ...}}.
+    # One per language the audience needs (incidents/comms.py: audience_languages);
+    # a contact whose language has none gets the group's default language.
     translations = models.JSONField(_("translations"), default=dict, blank=True)
+    # Languages the team took out of this message on purpose: their contacts get the
+    # group's default language (each drop is on the timeline).
+    dropped_languages = models.JSONField(_("languages dropped"), default=list, blank=True)
     status = models.CharField(
         _("status"), max_length=16, choices=Status.choices, default=Status.DRAFT
     )
@@ -761,6 +770,8 @@ class MessageRevision(models.Model):
     )
     subject = models.CharField(_("subject"), max_length=400, blank=True)
     body = models.TextField(_("body"))
+    # The other-language variants as they were before this edit.
+    translations = models.JSONField(_("translations"), default=dict, blank=True)
 
     class Meta:
         ordering = ("message", "at", "id")

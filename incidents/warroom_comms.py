@@ -43,10 +43,12 @@ from incidents.forms import (
     ApproveForm,
     ComposeForm,
     CorrectForm,
+    LanguageForm,
     MessageEditForm,
     PublishForm,
     ReturnForm,
     ScheduleForm,
+    ScratchForm,
 )
 from incidents.models import Incident, Message, TimelineEntry
 from incidents.selectors import (
@@ -242,6 +244,8 @@ class Variant:
     body: object
     subject_missing: list[str]  # facts still marked missing, flagged beside the field
     body_missing: list[str]
+    untranslated: list[str] = field(default_factory=list)  # still to write in this language
+    droppable: bool = False  # may be taken out on purpose (not the main text, not the default)
 
 
 def _variants(message: Message, form: MessageEditForm | None) -> list[Variant]:
@@ -255,12 +259,20 @@ def _variants(message: Message, form: MessageEditForm | None) -> list[Variant]:
             subject, body = form["subject" + suffix], form["body" + suffix]
             subject_missing = form.missing("subject" + suffix)
             body_missing = form.missing("body" + suffix)
+            untranslated = [
+                *form.untranslated("subject" + suffix),
+                *form.untranslated("body" + suffix),
+            ]
         else:
             variant = {"subject": message.subject, "body": message.body}
             if not main:
                 variant = message.translations.get(code, {})
             subject, body = variant.get("subject", ""), variant.get("body", "")
             subject_missing, body_missing = comms.markers_in(subject), comms.markers_in(body)
+            untranslated = [
+                *comms.markers_in(subject, comms.NOT_TRANSLATED),
+                *comms.markers_in(body, comms.NOT_TRANSLATED),
+            ]
         try:
             rtl = bool(get_language_info(code)["bidi"])
         except KeyError:
@@ -275,8 +287,35 @@ def _variants(message: Message, form: MessageEditForm | None) -> list[Variant]:
                 body=body,
                 subject_missing=subject_missing,
                 body_missing=body_missing,
+                untranslated=list(dict.fromkeys(untranslated)),
+                droppable=not main and code != message.audience.default_language,
             )
         )
+    return rows
+
+
+@dataclass
+class Reader:
+    """Who reads which text: one line per language the audience needs."""
+
+    code: str
+    name: str
+    gets: str  # the language of the text they receive
+    gets_name: str
+    why: str  # "own", "dropped" or "no_variant"
+
+
+def _readers(message: Message) -> list[Reader]:
+    names = _languages()
+    rows = []
+    for code in comms.audience_languages(message.audience):
+        gets = comms.language_sent(message, code)
+        why = (
+            "own"
+            if gets == code
+            else ("dropped" if code in message.dropped_languages else "no_variant")
+        )
+        rows.append(Reader(code, names.get(code, code), gets, names.get(gets, gets), why))
     return rows
 
 
@@ -300,6 +339,18 @@ def _render_message(
         "message": message,
         "powers": powers,
         "variants": _variants(message, edit_form),
+        "readers": _readers(message),
+        "untranslated": comms.untranslated_facts(message),
+        "add_language": (
+            forms.get("add-language")
+            or LanguageForm(
+                initial={
+                    "language": next((r.code for r in _readers(message) if r.why != "own"), None)
+                }
+            )
+        )
+        if editable
+        else None,
         "edit_form": edit_form,
         "placeholders": MessageTemplate.PLACEHOLDERS,
         "unsaved": unsaved,
@@ -342,6 +393,44 @@ def message_new(request: HttpRequest, reference: str) -> HttpResponse:
     if not request.user.has_perm(ADD):
         raise PermissionDenied
     templates = incident_templates(incident)
+    scratch = ScratchForm(request.POST if "scratch-body" in request.POST else None)
+    if scratch.is_bound:
+        form = ComposeForm(templates=templates)
+        if scratch.is_valid():
+            data = scratch.cleaned_data
+            try:
+                message = comms.message_draft(
+                    incident=incident,
+                    author=request.user,
+                    audience=data["audience"],
+                    channel=data["channel"],
+                    language=data["language"],
+                    subject=data["subject"],
+                    body=data["body"],
+                )
+            except ValidationError as exc:
+                _add_errors(scratch, exc)
+            else:
+                text = _("Drafted.")
+                if message.translations:
+                    text += " " + _(
+                        "Write it in the audience's other languages too, or drop those "
+                        "languages: %(langs)s."
+                    ) % {"langs": ", ".join(comms.language_name(c) for c in message.translations)}
+                messages.success(request, text)
+                return redirect(
+                    "warroom:message", reference=incident.reference, message_id=message.pk
+                )
+        return render(
+            request,
+            "warroom/compose.html",
+            {
+                "incident": incident,
+                "form": form,
+                "scratch": scratch,
+                "template_groups": template_groups(templates),
+            },
+        )
     form = ComposeForm(request.POST or None, templates=templates)
     if request.method == "POST" and form.is_valid():
         template = form.cleaned_data["template"]
@@ -368,7 +457,12 @@ def message_new(request: HttpRequest, reference: str) -> HttpResponse:
     return render(
         request,
         "warroom/compose.html",
-        {"incident": incident, "form": form, "template_groups": template_groups(templates)},
+        {
+            "incident": incident,
+            "form": form,
+            "scratch": ScratchForm(),
+            "template_groups": template_groups(templates),
+        },
     )
 
 
@@ -443,6 +537,8 @@ ACTIONS: dict[str, Action] = {
     "publish": Action((S.APPROVED,), PublishForm),
     "schedule": Action((S.APPROVED,), ScheduleForm),
     "correct": Action(tuple(Message.FINAL), CorrectForm),
+    "drop-language": Action(tuple(Message.EDITABLE), LanguageForm),
+    "add-language": Action(tuple(Message.EDITABLE), LanguageForm),
 }
 
 
@@ -519,6 +615,25 @@ def _perform(
                 request,
                 _("Scheduled: it goes out at %(at)s.")
                 % {"at": format_when(data["at"], timezone.get_current_timezone())},
+            )
+        elif action == "drop-language":
+            comms.message_language_drop(message=message, language=data["language"], actor=user)
+            messages.success(
+                request,
+                _("%(lang)s dropped: its contacts get the %(fallback)s text.")
+                % {
+                    "lang": comms.language_name(data["language"]),
+                    "fallback": comms.language_name(
+                        comms.language_sent(Message.objects.get(pk=message.pk), data["language"])
+                    ),
+                },
+            )
+        elif action == "add-language":
+            comms.message_language_add(message=message, language=data["language"], actor=user)
+            messages.success(
+                request,
+                _("%(lang)s added: write it, then submit.")
+                % {"lang": comms.language_name(data["language"])},
             )
         elif action == "correct":
             correction = comms.message_correct(

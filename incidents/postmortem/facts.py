@@ -12,7 +12,9 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -65,9 +67,70 @@ class EscalationRow:
 
 
 @dataclass
+class Told:
+    """Which language a message reached its contacts in."""
+
+    language: str
+    name: str
+    count: int
+    contacts: list[str]  # names, when the send was small enough to list them
+    instead_of: list[str]  # the languages whose readers got this one because theirs was missing
+
+
+@dataclass
 class MessageRow:
     message: Message
     corrections: list[Message] = field(default_factory=list)
+
+
+# Beyond this many e-mails for one incident's messages, the report counts per language
+# instead of naming every contact (the admin's notification list names them all).
+TOLD_NAMED_MAX = 500
+
+
+def _told(incident: Incident, timeline: list[TimelineEntry]) -> dict[int, list[Told]]:
+    """Per sent message, the languages its contacts got it in: two queries whatever the size."""
+    names = dict(settings.LANGUAGES)
+    counts: dict[int, dict[str, int]] = defaultdict(dict)
+    for mid, code, n in (
+        Notification.objects.filter(incident=incident, comms_message__isnull=False)
+        .values_list("comms_message_id", "language")
+        .annotate(n=Count("id"))
+        .values_list("comms_message_id", "language", "n")
+    ):
+        counts[mid][code] = counts[mid].get(code, 0) + n
+    named: dict[tuple[int, str], list[str]] = defaultdict(list)
+    rows = list(
+        Notification.objects.filter(incident=incident, comms_message__isnull=False)
+        .order_by("comms_message_id", "contact__name", "pk")
+        .values_list("comms_message_id", "language", "contact__name", "to_email")[
+            : TOLD_NAMED_MAX + 1
+        ]
+    )
+    if len(rows) <= TOLD_NAMED_MAX:
+        for mid, code, name, email in rows:
+            named[(mid, code)].append(name or email)
+    fallbacks: dict[int, dict[str, str]] = {}
+    for entry in timeline:
+        if entry.kind == TimelineEntry.Kind.MESSAGE and entry.data.get("fallbacks"):
+            fallbacks[entry.data.get("message_id")] = entry.data["fallbacks"]
+    out: dict[int, list[Told]] = {}
+    for mid, by_language in counts.items():
+        out[mid] = [
+            Told(
+                language=code,
+                name=str(names.get(code, code or "?")),
+                count=n,
+                contacts=named.get((mid, code), []),
+                instead_of=[
+                    str(names.get(wanted, wanted))
+                    for wanted, got in sorted(fallbacks.get(mid, {}).items())
+                    if got == code
+                ],
+            )
+            for code, n in sorted(by_language.items())
+        ]
+    return out
 
 
 @dataclass
@@ -308,8 +371,13 @@ def person_name(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
-def _messages(finals: list[Message]) -> tuple[list[AudienceMessages], int]:
-    """Sent and published messages per audience and channel, corrections beside originals."""
+def _messages(
+    finals: list[Message], told: dict[int, list[Told]]
+) -> tuple[list[AudienceMessages], int]:
+    """Sent and published messages per audience and channel, corrections beside originals;
+    each with the languages it reached its contacts in."""
+    for m in finals:
+        m.told = told.get(m.pk, [])
     by_id = {m.pk: m for m in finals}
     rows: dict[tuple, AudienceMessages] = {}
     row_of: dict[int, MessageRow] = {}
@@ -419,7 +487,7 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
 
     milestones = _milestones(incident, timeline)
     escalations = _escalations(timeline, users)
-    messages, corrections = _messages(finals)
+    messages, corrections = _messages(finals, _told(incident, timeline))
     end = incident.resolved_at or incident.closed_at
     return Report(
         incident=incident,

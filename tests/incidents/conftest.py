@@ -129,6 +129,51 @@ FACTS = {
 }
 
 
+def written_in_every_language(message, editor=None):
+    """Write each other-language variant of a draft, as the team would in that language,
+    so it may be approved (a variant left "not translated" blocks approval)."""
+    from incidents import comms
+
+    if not message.translations:
+        return message
+    return comms.message_edit(
+        message=message,
+        editor=editor or message.author,
+        subject=message.subject,
+        body=message.body,
+        translations={
+            code: {
+                "subject": variant["subject"] or f"[{code}] {message.subject}",
+                "body": f"[{code}] {message.body}",
+            }
+            for code, variant in message.translations.items()
+        },
+    )
+
+
+# The same facts as the team writes them for its readers in other languages.
+FACTS_BY_LANGUAGE = {
+    "he": {
+        "what_happened": "נתוני הכרטיסים של 1,200 לקוחות נחשפו",
+        "what_we_do": "חוסמים את הכרטיסים",
+        "what_you_can_do": "כדאי לעקוב אחר פירוט החיובים",
+        "affected": "חלק מהלקוחות",
+    },
+    "el": {
+        "what_happened": "εκτέθηκαν τα στοιχεία καρτών 1.200 πελατών",
+        "what_we_do": "μπλοκάρουμε τις κάρτες",
+        "what_you_can_do": "ελέγξτε τις κινήσεις σας",
+        "affected": "ορισμένοι πελάτες",
+    },
+    "hu": {
+        "what_happened": "1200 ügyfél kártyaadatai váltak hozzáférhetővé",
+        "what_we_do": "letiltjuk a kártyákat",
+        "what_you_can_do": "kövesse figyelemmel a számlakivonatait",
+        "affected": "egyes ügyfelek",
+    },
+}
+
+
 @pytest.fixture
 def comms_desk(team, make_playbook, settings):
     """An incident with customers in three languages, templates in three, and an approver."""

@@ -114,12 +114,30 @@ def test_one_voice_through_the_api(desk):
     )
     assert draft.status_code == 201, draft.content
     mid = draft.json()["id"]
-    assert (
-        w.post(
-            f"/api/v1/messages/{mid}/edit/", {"subject": "", "body": "We are on it."}, format="json"
-        ).status_code
-        == 200
+    # One variant per language the customers read, each still to be written.
+    assert draft.json()["languages_needed"] == ["en", "el", "he", "hu"]
+    assert draft.json()["facts_not_translated"] == {
+        "el": ["message"], "he": ["message"], "hu": ["message"]
+    }  # fmt: skip
+    words = {
+        "el": {"body": "Το εξετάζουμε."},
+        "he": {"body": "אנחנו בודקים."},
+        "hu": {"body": "Vizsgáljuk."},
+    }
+    unknown = w.post(
+        f"/api/v1/messages/{mid}/edit/",
+        {"subject": "", "body": "We are on it.", "translations": {"fr": {"body": "Non."}}},
+        format="json",
     )
+    assert unknown.status_code == 400 and "translations.fr" in unknown.json()
+    edited = w.post(
+        f"/api/v1/messages/{mid}/edit/",
+        {"subject": "", "body": "We are on it.", "translations": words},
+        format="json",
+    )
+    assert edited.status_code == 200, edited.content
+    assert edited.json()["facts_not_translated"] == {}
+    assert edited.json()["translations"]["hu"]["body"] == "Vizsgáljuk."
     assert w.post(f"/api/v1/messages/{mid}/submit/").json()["status"] == "in_review"
     own = w.post(f"/api/v1/messages/{mid}/approve/", {}, format="json")
     assert own.status_code == 403
@@ -486,6 +504,17 @@ def test_starting_a_post_mortem_and_scheduling_a_message_through_the_api(desk):
          "subject": "Update", "body": "Dear {recipient_name}, an update."},
         format="json",
     ).json()["id"]  # fmt: skip
+    default = api(writer).post(
+        f"/api/v1/messages/{mid}/drop-language/", {"language": "en"}, format="json"
+    )
+    assert default.status_code == 400 and "language" in default.json()
+    for code in ("el", "he", "hu"):
+        dropped = api(writer).post(
+            f"/api/v1/messages/{mid}/drop-language/", {"language": code}, format="json"
+        )
+        assert dropped.status_code == 200, dropped.content
+    assert dropped.json()["dropped_languages"] == ["el", "he", "hu"]
+    assert dropped.json()["translations"] == {}
     api(writer).post(f"/api/v1/messages/{mid}/submit/")
     api(lawyer).post(f"/api/v1/messages/{mid}/approve/", {}, format="json")
     past = api(writer).post(

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from incidents import comms, escalation
 from incidents.models import AppendOnlyError, Message, Notification, Timer
-from tests.incidents.conftest import FACTS
+from tests.incidents.conftest import FACTS, FACTS_BY_LANGUAGE, written_in_every_language
 
 pytestmark = pytest.mark.django_db
 
@@ -22,6 +22,9 @@ def desk(broker_calls, comms_desk):
 
 
 def draft(desk, facts=FACTS, **kwargs):
+    """From the English template, with the facts written in every language too (unless a
+    test gives its own)."""
+    kwargs.setdefault("facts_by_language", FACTS_BY_LANGUAGE if facts == FACTS else {})
     return comms.message_draft(
         incident=desk["incident"],
         author=desk["eszter"],
@@ -122,6 +125,7 @@ def test_the_crisis_manager_may_approve_their_own_message_when_they_say_so(desk)
         channel="email",
         body="Own words.",
     )
+    own = written_in_every_language(own)
     comms.message_submit(message=own, actor=noa)
     with pytest.raises(PermissionDenied):
         comms.message_approve(message=own, approver=noa)
@@ -185,6 +189,7 @@ def test_a_late_first_statement_is_recorded_as_missed_with_its_minutes(desk):
             channel="website",
             body="We are investigating.",
         )
+        message = written_in_every_language(message)
         comms.message_submit(message=message, actor=desk["eszter"])
         comms.message_approve(message=message, approver=desk["lawyer"])
         comms.message_publish(

@@ -7,7 +7,10 @@ from django.urls import reverse
 
 from incidents import comms
 from incidents.models import Message
-from tests.incidents.conftest import FACTS
+from tests.incidents.conftest import (
+    FACTS,
+    written_in_every_language,  # noqa: E402
+)
 from tests.incidents.test_comms import approved, desk  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.django_db
@@ -52,6 +55,12 @@ def test_a_team_goes_from_template_to_sent_and_corrected_in_the_admin(client, de
     assert edit.status_code == 302
     message.refresh_from_db()
     assert message.revisions.count() == 1 and not message.reads_as_boilerplate
+    # The variants are on the admin page, each flagged until written in its own language
+    # (they are written in the war room, which the page links to).
+    page = client.get(change).content.decode()
+    assert "not translated" in page and 'lang="he"' in page
+    assert reverse("warroom:message", args=[desk["incident"].reference, message.pk]) in page
+    message = written_in_every_language(message)
 
     changelist = reverse("admin:incidents_message_changelist")
     client.post(changelist, {"action": "submit", "_selected_action": [message.pk]})
@@ -90,6 +99,7 @@ def test_publishing_asks_where_it_was_published(client, desk):  # noqa: F811
         channel="website",
         body="We are on it.",
     )
+    message = written_in_every_language(message)
     comms.message_submit(message=message, actor=desk["eszter"])
     comms.message_approve(message=message, approver=desk["lawyer"])
     changelist = reverse("admin:incidents_message_changelist")

@@ -12,6 +12,7 @@ from django.utils import timezone
 from incidents import comms, escalation, postmortem, services
 from incidents.models import Incident, Notification, TimelineEntry, Timer
 from incidents.postmortem.trends import trends
+from tests.incidents.conftest import written_in_every_language  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -249,6 +250,7 @@ def publish_statement(desk, incident):
         channel="website",
         body="We know, and we are on it.",
     )
+    message = written_in_every_language(message)
     comms.message_submit(message=message, actor=desk["eszter"])
     comms.message_approve(message=message, approver=desk["lawyer"])
     return comms.message_publish(

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from incidents import comms, escalation
 from incidents.models import Message, TimelineEntry, Timer
-from tests.incidents.conftest import FACTS
+from tests.incidents.conftest import FACTS, FACTS_BY_LANGUAGE
 
 ROUNDS = 8
 
@@ -33,6 +33,7 @@ def scheduled(desk) -> tuple[Message, Timer]:
     message = comms.message_draft(
         incident=desk["incident"], author=desk["eszter"], audience=desk["customers"],
         channel="email", template=desk["template"], facts=FACTS,
+        facts_by_language=FACTS_BY_LANGUAGE,
     )  # fmt: skip
     comms.message_submit(message=message, actor=desk["eszter"])
     comms.message_approve(message=message, approver=desk["lawyer"], accept_boilerplate=True)

@@ -23,6 +23,7 @@ from incidents.models import (
     Timer,
 )
 from playbooks.models import EscalationLevel, Playbook
+from tests.incidents.conftest import written_in_every_language  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -66,6 +67,7 @@ def go_out(desk, incident, *, body, channel="website", corrects=None):
             channel=channel,
             body=body,
         )
+    message = written_in_every_language(message)
     comms.message_submit(message=message, actor=desk["eszter"])
     comms.message_approve(message=message, approver=desk["lawyer"])
     return comms.message_publish(

@@ -15,6 +15,7 @@ from incidents import comms
 from incidents import services as incident_services
 from incidents.models import PostMortem
 from tests.factories import UserFactory
+from tests.incidents.conftest import written_in_every_language  # noqa: E402
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +50,7 @@ def resolved(desk):
             channel="website",
             body="Διερευνούμε ένα περιστατικό. אנו בודקים את האירוע.",
         )
+        message = written_in_every_language(message)
         comms.message_submit(message=message, actor=desk["eszter"])
         comms.message_approve(message=message, approver=desk["lawyer"])
         comms.message_publish(message=message, actor=desk["eszter"], where="status page")

@@ -19,7 +19,7 @@ from incidents import comms, notify, services
 from incidents.models import Message, MessageRevision, Notification, TimelineEntry, Timer
 from playbooks.models import MessageTemplate
 from tests.factories import PlaybookFactory, StakeholderGroupFactory
-from tests.incidents.conftest import FACTS
+from tests.incidents.conftest import FACTS, FACTS_BY_LANGUAGE, written_in_every_language
 from tests.warroom.conftest import member
 
 pytestmark = pytest.mark.django_db
@@ -50,6 +50,7 @@ def _flash(response) -> str:
 def _draft(desk, author, **kwargs) -> Message:
     kwargs.setdefault("template", desk["template"])
     kwargs.setdefault("facts", FACTS)
+    kwargs.setdefault("facts_by_language", FACTS_BY_LANGUAGE if kwargs["facts"] == FACTS else {})
     return comms.message_draft(
         incident=desk["incident"],
         author=author,
@@ -72,6 +73,7 @@ def _approved(desk, author, approver, **kwargs) -> Message:
         message = comms.message_draft(
             incident=desk["incident"], author=author, audience=desk["customers"], **kwargs
         )
+        message = written_in_every_language(message)
         comms.message_submit(message=message, actor=author)
     else:
         message = _in_review(desk, author)
@@ -469,3 +471,51 @@ def test_a_message_of_another_incident_is_not_found_here(client, desk, writer):
     assert client.get(_url(incident, message)).status_code == 404
     assert client.post(_url(incident, message, "submit")).status_code == 404
     assert client.get(_url(elsewhere, message)).status_code == 200
+
+
+# ------------------------------------------------------------------ languages
+
+
+def test_a_message_written_without_a_template_starts_every_language(client, desk, writer):
+    incident = desk["incident"]
+    client.force_login(writer)
+    page = client.get(_url(incident)).content.decode()
+    assert 'id="scratch-form"' in page
+    empty = client.post(
+        _url(incident),
+        {"scratch-audience": desk["customers"].pk, "scratch-channel": "website",
+         "scratch-language": "en", "scratch-subject": "", "scratch-body": " "},
+    )  # fmt: skip
+    assert empty.status_code == 200 and "Write the message." in empty.content.decode()
+    assert not Message.objects.exists()
+    made = client.post(
+        _url(incident),
+        {"scratch-audience": desk["customers"].pk, "scratch-channel": "website",
+         "scratch-language": "en", "scratch-subject": "", "scratch-body": "We are on it."},
+    )  # fmt: skip
+    message = Message.objects.get()
+    assert made["Location"] == _url(incident, message)
+    assert message.template is None and set(message.translations) == {"el", "he", "hu"}
+    html = client.get(_url(incident, message)).content.decode()
+    assert 'id="untranslated"' in html and "Not translated into Hungarian" in html
+    readers = html.split('id="readers"')[1].split("</section>")[0]
+    assert 'data-language="hu" data-gets="hu"' in readers
+
+
+def test_a_language_is_dropped_and_added_back_from_the_message_page(client, desk, writer):
+    incident = desk["incident"]
+    message = _draft(desk, writer)
+    client.force_login(writer)
+    html = client.get(_url(incident, message)).content.decode()
+    assert 'form="drop-he"' in html and 'id="drop-he"' in html
+    assert 'form="drop-en"' not in html  # the main text and default stay
+    client.post(_url(incident, message, "drop-language"), {"language": "he"})
+    message.refresh_from_db()
+    assert message.dropped_languages == ["he"] and "he" not in message.translations
+    readers = client.get(_url(incident, message)).content.decode().split('id="readers"')[1]
+    assert 'data-language="he" data-gets="en"' in readers and "dropped on purpose" in readers
+    bad = client.post(_url(incident, message, "add-language"), {"language": "xx"})
+    assert bad.status_code == 200 and "Select a valid choice" in bad.content.decode()
+    client.post(_url(incident, message, "add-language"), {"language": "he"})
+    message.refresh_from_db()
+    assert "he" in message.translations and message.dropped_languages == []

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from incidents import services
 from incidents.models import RoleAssignment, Task
-from tests.incidents.conftest import FACTS
+from tests.incidents.conftest import FACTS, FACTS_BY_LANGUAGE, written_in_every_language
 
 pytestmark = pytest.mark.django_db
 
@@ -92,6 +92,7 @@ def _messages(incident, n, author, approver):
             channel="email",
             template=template,
             facts=FACTS,
+            facts_by_language=FACTS_BY_LANGUAGE,
         )
         if i % 4 == 0:
             continue  # a draft
@@ -106,6 +107,7 @@ def _messages(incident, n, author, approver):
         website = comms.message_draft(
             incident=incident, author=author, audience=audience, channel="website", body=f"W{i}"
         )
+        website = written_in_every_language(website)
         comms.message_submit(message=website, actor=author)
         comms.message_approve(message=website, approver=approver)
         comms.message_publish(message=website, actor=author, where="https://example.test")

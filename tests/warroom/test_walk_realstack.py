@@ -107,16 +107,40 @@ def sign_in(chromium, live_server, user, width: int, height: int):
     return context, page
 
 
-def fill_facts(page) -> None:
-    """Every language variant of the draft with its facts typed in (no marker left)."""
-    facts = {
+# The facts as the team writes them in each language (never pasted from another).
+FACTS = {
+    "en": {
         "what_happened": "a backup of customer records was readable from the internet",
         "what_we_do": "closing it and telling everyone affected",
-    }
+        "message": "Correction: only customers who paid by card in May.",
+    },
+    "he": {
+        "what_happened": "גיבוי של רשומות לקוחות היה נגיש מהאינטרנט",
+        "what_we_do": "סוגרים את הגישה ומיידעים את כל מי שנפגע",
+        "message": "תיקון: רק לקוחות ששילמו בכרטיס במאי.",
+    },
+    "el": {
+        "what_happened": "ένα αντίγραφο ασφαλείας με στοιχεία πελατών ήταν προσβάσιμο στο διαδίκτυο",
+        "what_we_do": "το κλείνουμε και ενημερώνουμε όσους επηρεάζονται",
+        "message": "Διόρθωση: μόνο πελάτες που πλήρωσαν με κάρτα τον Μάιο.",
+    },
+    "hu": {
+        "what_happened": "egy ügyféladatokat tartalmazó biztonsági mentés elérhető volt az interneten",
+        "what_we_do": "lezárjuk, és minden érintettet értesítünk",
+        "message": "Helyesbítés: csak a májusban kártyával fizető ügyfeleket érinti.",
+    },
+}
+
+
+def fill_facts(page) -> None:
+    """Every language variant of the draft with its facts typed in that language (no
+    marker left): the missing ones and the ones not yet translated."""
     for field in page.locator("#edit-form textarea").all():
+        facts = FACTS[field.get_attribute("lang")]
         text = field.input_value()
         for fact, value in facts.items():
             text = text.replace(f"[[missing: {fact}]]", value)
+            text = text.replace(f"[[not translated: {fact}]]", value)
         field.fill(text)
 
 
@@ -259,8 +283,9 @@ def test_a_crisis_manager_runs_a_whole_incident_on_the_real_stack(
     for address in CUSTOMERS:
         arrived(smtp_server, address, ref)
     hebrew = mails_to(smtp_server, "yossi@example.test", ref)[0]
-    # Hebrew template; the facts as the team typed them (the summary fills "what happened").
-    assert "שלום" in text_of(hebrew) and "world-readable" in text_of(hebrew)
+    # Hebrew template with the facts the team wrote in Hebrew; no English pasted in.
+    assert "שלום" in text_of(hebrew) and FACTS["he"]["what_happened"] in text_of(hebrew)
+    assert "world-readable" not in text_of(hebrew) and "backup" not in text_of(hebrew)
     incident.refresh_from_db()
     assert incident.first_statement_at is not None
 

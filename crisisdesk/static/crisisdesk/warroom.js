@@ -28,3 +28,9 @@
   }
   setInterval(tick, 1000);
 })();
+// A form that asks before it goes (data-confirm holds the question, translated on the
+// server); without JavaScript it simply goes.
+document.addEventListener("submit", function (event) {
+  var question = event.target.dataset && event.target.dataset.confirm;
+  if (question && !window.confirm(question)) event.preventDefault();
+});
