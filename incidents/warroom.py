@@ -39,7 +39,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import reswap, retarget
 
-from incidents import services
+from incidents import services, timers
 from incidents.forms import (
     IncidentFilterForm,
     IncidentOpenForm,
@@ -155,6 +155,7 @@ class LevelRow:
     delay_seconds: int
     whom: str
     paged: list[Entry]
+    at_once: bool = False  # level 1 of a severity that pages without its delay
 
 
 def _escalation_levels(incident: Incident, pages: list[Entry]) -> list[LevelRow]:
@@ -190,6 +191,10 @@ def _escalation_levels(incident: Incident, pages: list[Entry]) -> list[LevelRow]
                 delay_seconds=level.get("delay_seconds", 0),
                 whom=whom,
                 paged=[p for p in pages if p.data.get("level") == position],
+                at_once=position == 1
+                and timers.pages_at_once(
+                    policy=incident.escalation_policy, severity=incident.severity
+                ),
             )
         )
     return rows
@@ -655,3 +660,67 @@ def role_relieve(request: HttpRequest, reference: str, assignment_id: int) -> Ht
             "form": None,
         },
     )
+
+
+@_reader
+@require_POST
+def role_answer(request: HttpRequest, reference: str, assignment_id: int) -> HttpResponse:
+    """A holder answers their own roll call from the role board, as the e-mail's links do:
+    joining at once; can't after a confirmation (it relieves them and offers the role on).
+    Only the holder may answer, and only while the roll call waits for them."""
+    incident = _visible(request, reference)
+    assignment = get_object_or_404(
+        RoleAssignment.objects.select_related("role", "user"),
+        pk=assignment_id,
+        incident=incident,
+        user=request.user,
+    )
+    back = redirect(reverse("warroom:incident", args=[incident.reference]) + "#roles")
+    answer = request.POST.get("answer", "")
+    role = assignment.role.name
+    if answer == RoleAssignment.Answer.CANT and "confirmed" not in request.POST:
+        return render(
+            request,
+            "warroom/confirm.html",
+            {
+                "incident": incident,
+                "label": _("I can't"),
+                "action_url": reverse(
+                    "warroom:role_answer", args=[incident.reference, assignment.pk]
+                ),
+                "question": _(
+                    "Say you can't take %(role)s? You are relieved at once and the role is "
+                    "offered to the next person of its rotation."
+                )
+                % {"role": role},
+                "hidden": {"answer": answer},
+                "form": None,
+            },
+        )
+    try:
+        answered, passed_to = services.role_answer(
+            incident=incident, assignment=assignment, answer=answer
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return back
+    if not answered:
+        messages.warning(
+            request,
+            _("Your roll call for %(role)s was already answered or is over.") % {"role": role},
+        )
+    elif answer == RoleAssignment.Answer.JOINING:
+        messages.success(request, _("You are joining as %(role)s.") % {"role": role})
+    elif passed_to is not None:
+        messages.success(
+            request,
+            _("You are relieved as %(role)s; it is offered to %(next)s.")
+            % {"role": role, "next": actor_name(passed_to)},
+        )
+    else:
+        messages.success(
+            request,
+            _("You are relieved as %(role)s; nobody else is on its rotation to ask.")
+            % {"role": role},
+        )
+    return back

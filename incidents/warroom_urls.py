@@ -19,6 +19,11 @@ urlpatterns = [
         name="role_relieve",
     ),
     path(
+        "incidents/<str:reference>/roles/<int:assignment_id>/answer/",
+        warroom.role_answer,
+        name="role_answer",
+    ),
+    path(
         "incidents/<str:reference>/tasks/<int:task_id>/",
         warroom.task_complete,
         name="task_complete",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import time_machine
+from django.contrib.auth.models import Group
 
 from crisisdesk.timefmt import format_when
 from incidents import escalation, rollcall, services
@@ -126,3 +127,59 @@ def test_a_holder_nobody_can_replace_shows_as_unanswered(client, desk, manager):
     with time_machine.travel(timer.due_at, tick=False):
         html = board(client, incident)
     assert "unanswered: nobody else to ask" in html
+
+
+def test_a_holder_answers_their_own_roll_call_from_the_role_board(client, desk, manager):
+    incident = desk["incident"]
+    crisis = current(incident, "crisis-manager")
+    tech = current(incident, "technical-lead")
+    join_url = f"/incidents/{incident.reference}/roles/{crisis.pk}/answer/"
+    for holder in (crisis.user, tech.user):
+        holder.groups.add(Group.objects.get(name="Responders"))
+    # Only the holder sees (and may use) the answer buttons for their own role.
+    client.force_login(tech.user)
+    assert join_url not in board(client, incident)
+    assert client.post(join_url, {"answer": "joining"}).status_code == 404
+    crisis.refresh_from_db()
+    assert crisis.answer == "pending"
+
+    client.force_login(crisis.user)
+    assert f'action="{join_url}"' in board(client, incident)
+    done = client.post(join_url, {"answer": "joining"}, follow=True)
+    assert "You are joining as" in done.content.decode()
+    crisis.refresh_from_db()
+    assert crisis.answer == "joining"
+    assert Timer.objects.get(assignment=crisis, level=1).state == "cancelled"
+    again = client.post(join_url, {"answer": "cant", "confirmed": "1"}, follow=True)
+    assert "already answered" in again.content.decode()
+    crisis.refresh_from_db()
+    assert crisis.answer == "joining" and crisis.relieved_at is None
+
+    # Can't asks first, then relieves and says who the role went to (or that nobody is left).
+    client.force_login(tech.user)
+    cant_url = f"/incidents/{incident.reference}/roles/{tech.pk}/answer/"
+    ask = client.post(cant_url, {"answer": "cant"})
+    assert ask.status_code == 200 and 'name="confirmed"' in ask.content.decode()
+    assert 'name="answer" value="cant"' in ask.content.decode()
+    tech.refresh_from_db()
+    assert tech.answer == "pending"
+    relieved = client.post(cant_url, {"answer": "cant", "confirmed": "1"}, follow=True)
+    assert "You are relieved as" in relieved.content.decode()
+    tech.refresh_from_db()
+    assert tech.answer == "cant" and tech.relieved_at is not None
+    assert incident.timeline.filter(
+        kind="roll_call", actor=tech.user, text__contains="can't take"
+    ).exists()
+
+
+def test_the_escalation_panel_says_when_level_one_pages_at_once(client, desk, manager):
+    incident = desk["incident"]
+    client.force_login(manager)
+    policy = {**incident.escalation_policy, "page_at_once_max_severity": incident.severity}
+    type(incident).objects.filter(pk=incident.pk).update(escalation_policy=policy)
+    html = client.get(f"/incidents/{incident.reference}/").content.decode()
+    assert "at once: this severity pages level 1 without waiting" in html
+    policy["page_at_once_max_severity"] = None
+    type(incident).objects.filter(pk=incident.pk).update(escalation_policy=policy)
+    html = client.get(f"/incidents/{incident.reference}/").content.decode()
+    assert "at once: this severity" not in html
