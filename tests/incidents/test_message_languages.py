@@ -6,10 +6,14 @@ the playbook's "Notice" exists in English, Hebrew and Greek only.
 
 from __future__ import annotations
 
+import re
+from email.header import decode_header, make_header
+
 import pytest
+from django.core import mail
 from django.core.exceptions import ValidationError
 
-from incidents import comms, postmortem
+from incidents import comms, notify, postmortem
 from incidents.models import Notification, TimelineEntry
 from tests.incidents.conftest import FACTS, FACTS_BY_LANGUAGE
 
@@ -207,3 +211,48 @@ def test_a_correction_reaches_the_languages_the_original_did(desk):
     assert correction.dropped_languages == ["el"]
     assert correction.translations["he"]["subject"] == message.translations["he"]["subject"]
     assert "[[not translated: message]]" in correction.translations["hu"]["body"]
+
+
+LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+HEBREW = re.compile(r"[\u0590-\u05FF]")
+GREEK = re.compile(r"[\u0370-\u03FF\u1F00-\u1FFF]")
+
+
+def languages_in(text: str) -> set[str]:
+    """The scripts of a text's words, leaving out what every language carries: addresses,
+    links, the incident's reference and the company's name."""
+    words = [w for w in text.split() if "@" not in w and "/" not in w and not re.search(r"\d", w)]
+    text = " ".join(words).replace("Example Ltd", "")
+    found = set()
+    if HEBREW.search(text):
+        found.add("he")
+    if GREEK.search(text):
+        found.add("el")
+    if LATIN_WORD.search(text):
+        found.add("latin")
+    return found
+
+
+def test_no_contact_receives_text_from_two_languages_and_greek_headers_are_encoded(desk):
+    message = specific(draft(desk, facts_by_language=FACTS_BY_LANGUAGE), desk["eszter"])
+    comms.message_submit(message=message, actor=desk["eszter"])
+    comms.message_approve(message=message, approver=desk["lawyer"])
+    comms.message_send(message=message, actor=desk["eszter"])
+    expected = {"en": {"latin"}, "he": {"he"}, "el": {"el"}}
+    for n in Notification.objects.filter(comms_message=message):
+        assert languages_in(n.subject + " " + n.body_text) == expected[n.language], (
+            n.to_email,
+            n.body_text,
+        )
+    greek = Notification.objects.get(comms_message=message, to_email="eleni.c@example.test")
+    mail.outbox.clear()
+    notify.notification_deliver(notification_id=greek.pk)
+    raw = mail.outbox[0].message().as_bytes()
+    header = re.search(rb"^Subject: (.+?)\n(?! )", raw, re.M | re.S).group(1)
+    assert header.startswith(b"=?utf-8?"), header  # RFC 2047, not raw UTF-8
+    assert str(make_header(decode_header(header.decode()))) == greek.subject
+    assert "ενημέρωση" in greek.subject
+    body = mail.outbox[0].message().get_payload(decode=True) or b""
+    if not body:  # multipart: the plain part
+        body = mail.outbox[0].message().get_payload()[0].get_payload(decode=True)
+    assert FACTS_BY_LANGUAGE["el"]["what_happened"] in body.decode("utf-8")
