@@ -35,15 +35,25 @@ def test_the_starter_library_holds_five_complete_playbooks():
             template.clean()  # every placeholder is one an incident can fill
 
 
-def test_it_has_customer_templates_in_hebrew_hungarian_and_greek():
+def test_every_template_for_customers_employees_and_media_speaks_four_languages():
     starter_load()
-    for key in ("data-breach", "service-outage"):
-        languages = set(
-            MessageTemplate.objects.filter(
-                playbook__key=key, audience__slug="customers"
-            ).values_list("language", flat=True)
-        )
-        assert {"en", "he", "hu", "el"} <= languages, key
+    templates = MessageTemplate.objects.filter(
+        playbook__status=Playbook.Status.PUBLISHED,
+        audience__slug__in=("customers", "employees", "media"),
+    )
+    languages: dict[tuple, set] = {}
+    for t in templates.select_related("playbook", "audience"):
+        key = (t.playbook.key, t.name, t.audience.slug, t.channel)
+        languages.setdefault(key, set()).add(t.language)
+    assert len(languages) == 20  # every such template of the five playbooks
+    for key, found in languages.items():
+        assert found == {"en", "he", "hu", "el"}, key
+    # Written in their language, not copied: no two languages of a template share a body.
+    for key in languages:
+        bodies = [
+            t.body for t in templates.filter(playbook__key=key[0], name=key[1], channel=key[3])
+        ]
+        assert len(set(bodies)) == 4, key
 
 
 def row_counts():
