@@ -30,6 +30,7 @@ from django.db import transaction
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from crisisdesk.timefmt import format_when
 from incidents import dispatch, timers
 from incidents.models import (
     Incident,
@@ -55,7 +56,24 @@ WHOLE_TEXT = "message"
 
 
 def _stamp(value: datetime | None) -> str | None:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value else None
+    """A moment for many readers in many zones: in UTC, written as the active language
+    writes dates."""
+    return format_when(value, "UTC") if value else None
+
+
+def _moments(incident: Incident, audience: StakeholderGroup | None) -> dict[str, datetime | None]:
+    """The times a message can state: detection, opening, now and the next update due."""
+    now = timezone.now()
+    every = None
+    if audience is not None and incident.playbook_id:
+        cadence = incident.playbook.cadences.filter(audience=audience).first()
+        every = cadence.every_minutes if cadence else None
+    return {
+        "detected_at": incident.detected_at,
+        "opened_at": incident.opened_at,
+        "now": now,
+        "next_update_at": now + timedelta(minutes=every) if every else None,
+    }
 
 
 def incident_facts(
@@ -70,20 +88,12 @@ def incident_facts(
         .select_related("user")
         .first()
     )
-    now = timezone.now()
-    every = None
-    if audience is not None and incident.playbook_id:
-        cadence = incident.playbook.cadences.filter(audience=audience).first()
-        every = cadence.every_minutes if cadence else None
     values: dict[str, str | None] = {
         "company": settings.COMPANY_NAME,
         "incident_title": incident.title,
         "incident_reference": incident.reference,
         "severity": incident.severity_label,
-        "detected_at": _stamp(incident.detected_at),
-        "opened_at": _stamp(incident.opened_at),
-        "now": _stamp(now),
-        "next_update_at": _stamp(now + timedelta(minutes=every)) if every else None,
+        **{name: _stamp(moment) for name, moment in _moments(incident, audience).items()},
         "spokesperson": actor_name(spokesperson.user) if spokesperson else None,
         "contact_channel": getattr(settings, "CRISISDESK_CONTACT_CHANNEL", None) or None,
         "status_page_url": getattr(settings, "CRISISDESK_STATUS_PAGE_URL", None) or None,
@@ -235,10 +245,17 @@ def message_words_validate(
         raise ValidationError(errors)
 
 
-def _in_language(values: dict[str, str | None], incident: Incident, code: str) -> dict:
-    """The incident's facts as a variant in ``code`` says them (the severity's name)."""
+def _in_language(
+    values: dict[str, str | None],
+    incident: Incident,
+    code: str,
+    audience: StakeholderGroup | None = None,
+) -> dict:
+    """The incident's facts as a variant in ``code`` says them: the severity's name, and
+    dates as that language writes them."""
     with translation.override(code):
-        return {**values, "severity": str(incident.severity_label)}
+        stamps = {name: _stamp(moment) for name, moment in _moments(incident, audience).items()}
+        return {**values, **stamps, "severity": str(incident.severity_label)}
 
 
 def _variants_from_templates(
@@ -266,7 +283,7 @@ def _variants_from_templates(
             for k, v in facts_by_language.get(sibling.language, {}).items()
         }
         local = {
-            **_in_language(values, incident, sibling.language),
+            **_in_language(values, incident, sibling.language, template.audience),
             **{k: v for k, v in own.items() if v},
         }
         untranslated = frozenset(name for name in typed if not own.get(name))
@@ -333,7 +350,7 @@ def message_draft(
     if template is not None:
         values = incident_facts(incident=incident, audience=audience, facts=facts)
         language = template.language
-        main = _in_language(values, incident, language)
+        main = _in_language(values, incident, language, audience)
         subject = fill(template.subject, main)
         body = fill(template.body, main)
         filled_template = body

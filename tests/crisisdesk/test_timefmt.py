@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
+import pytest
+from django.utils import translation
+
 from crisisdesk.timefmt import format_when
 
 MOMENT = dt.datetime(2026, 11, 25, 14, 5, 9, tzinfo=dt.UTC)
@@ -24,3 +27,19 @@ def test_it_takes_a_zone_name_or_tzinfo_and_shows_an_offset_where_there_is_no_na
     assert format_when(MOMENT, "Asia/Dubai") == "2026-11-25 18:05 UTC+04"
     assert format_when(MOMENT, "Asia/Kathmandu") == "2026-11-25 19:50 UTC+05:45"
     assert format_when(None) == ""
+
+
+@pytest.mark.parametrize(
+    "language,expected",
+    [
+        ("en", "2026-03-05 14:07 UTC"),
+        ("hu", "2026. 03. 05. 14:07 UTC"),
+        ("el", "05/03/2026 14:07 UTC"),
+        ("he", "05.03.2026 14:07 UTC"),
+    ],
+)
+def test_the_date_is_written_as_the_language_writes_it(language, expected):
+    moment = dt.datetime(2026, 3, 5, 14, 7, 9, tzinfo=dt.UTC)
+    with translation.override(language):
+        assert format_when(moment, "UTC") == expected
+        assert format_when(moment, "UTC", seconds=True) == expected.replace(":07", ":07:09")
