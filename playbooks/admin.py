@@ -326,7 +326,12 @@ class PlaybookAdmin(AuditHistoryAdmin):
                 fn(playbook)
                 ok += 1
             except ValidationError as exc:
-                messages.error(request, f"{playbook}: {' '.join(exc.messages)}")
+                messages.error(
+                    request,
+                    # Translators: a playbook's title and version, then why it failed.
+                    _("%(playbook)s: %(problem)s")
+                    % {"playbook": playbook, "problem": " ".join(exc.messages)},
+                )
         if ok:
             messages.success(request, done % {"n": ok})
         return ok
