@@ -435,6 +435,8 @@ def incident_change_severity(
         kind=TimelineEntry.Kind.SEVERITY,
         actor=actor,
         at=now,
+        # Translators: the arrow points from the old severity to the new one; turn it
+        # (←) where the text reads right to left. %(reason)s is empty or " " and the reason.
         text=_("%(who)s changed severity SEV%(old)s → SEV%(new)s.%(reason)s")
         % {
             "who": actor_name(actor),

@@ -573,19 +573,21 @@ class OnCallRotationAdmin(admin.ModelAdmin):
             return "—"
         now = timezone.now()
         shifts = rotation_shifts(rotation=obj, start=now, end=now + timedelta(days=28))[:8]
-        return format_html_join(
-            "",
-            "<div>{} → {}: {}{}</div>",
-            (
-                (
-                    timezone.localtime(s.starts_at).strftime("%Y-%m-%d %H:%M"),
-                    timezone.localtime(s.ends_at).strftime("%Y-%m-%d %H:%M"),
-                    s.user.get_full_name() or s.user.get_username(),
-                    " (override)" if s.is_override else "",
-                )
-                for s in shifts
-            ),
-        )
+        lines = []
+        for s in shifts:
+            values = {
+                "start": timezone.localtime(s.starts_at).strftime("%Y-%m-%d %H:%M"),
+                "end": timezone.localtime(s.ends_at).strftime("%Y-%m-%d %H:%M"),
+                "who": s.user.get_full_name() or s.user.get_username(),
+            }
+            line = (
+                # Translators: one shift of an on-call rotation: from, to, and who holds it.
+                _("%(start)s – %(end)s: %(who)s (override)")
+                if s.is_override
+                else _("%(start)s – %(end)s: %(who)s")
+            )
+            lines.append((line % values,))
+        return format_html_join("", "<div>{}</div>", lines)
 
 
 # -------------------------------------------------------------- stakeholders

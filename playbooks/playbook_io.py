@@ -295,9 +295,9 @@ class _Checker:
         self.errors: list[str] = []
 
     def err(self, line: int, path: str, message: str) -> None:
-        # Translators: where in the YAML document (a line, then a path like
-        # playbooks[0].steps[2].role), then the problem.
         self.errors.append(
+            # Translators: where in the YAML document (a line, then a path like
+            # playbooks[0].steps[2].role), then the problem.
             _("line %(line)s: %(path)s: %(problem)s")
             % {"line": line, "path": path, "problem": message}
         )
