@@ -5,7 +5,8 @@ comments, {% translate %} tags and {% blocktranslate %} blocks, every other
 tag and variable, <style> and <script> bodies and HTML tags are taken out;
 what is left must hold no word (two letters or more). The attributes a person
 reads or hears (title, alt, aria-label, placeholder, a button's value) are
-checked the same way. Brand names, units and the like are in ALLOWED.
+checked the same way. Brand names, units and the like are in ALLOWED. And no
+punctuation may be glued on to a translated string from outside it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ _HTML_TAG = re.compile(r"<[A-Za-z/][^>]*>", re.S)
 _READ_ATTRIBUTE = re.compile(
     r"""\b(title|alt|aria-label|placeholder|label|value)\s*=\s*("[^"]*"|'[^']*')""", re.I
 )
+# A translated string with punctuation glued on from outside ("{% translate 'Title' %}:"):
+# the translator cannot move it, and in Hebrew it lands on the wrong side.
+_GLUED = re.compile(
+    r"{%\s*(?:translate|trans|endblocktranslate|endblocktrans)\b[^%]*%}[ ]?[:.;?!](?=\s|<|{|$)"
+)
 _ENTITY = re.compile(r"&#?\w+;")
 _WORD = re.compile(r"[^\W\d_]{2,}")
 
@@ -49,8 +55,10 @@ def _words(text: str) -> list[str]:
 
 
 def unmarked(source: str) -> list[str]:
-    """The words left outside translation tags, with a little context for the message."""
+    """The words left outside translation tags, and punctuation glued on to a translated
+    string from outside, with a little context for the message."""
     source = _COMMENT.sub(" ", source)
+    glued = [m.group(0) for m in _GLUED.finditer(source)]
     source = _IDENTIFIER_BLOCK.sub(" ", source)
     source = _BLOCKTRANS.sub(" ", source)
     source = _TAG.sub(" ", source)
@@ -58,7 +66,7 @@ def unmarked(source: str) -> list[str]:
     source = _RAW.sub(" ", source)
     source = _HTML_COMMENT.sub(" ", source)
     source = _DOCTYPE.sub(" ", source)
-    found = []
+    found = glued
     for tag in _HTML_TAG.findall(source):
         for name, value in _READ_ATTRIBUTE.findall(tag):
             if name.lower() == "value" and not re.match(
@@ -91,3 +99,8 @@ def test_it_catches_an_unmarked_word():
     assert unmarked('<input type="submit" value="Save">') == ['value="Save"']
     assert unmarked("{{ site_url }}/admin/playbooks/risk/{{ r.pk }}/change/") == []
     assert unmarked("<p>CrisisDesk · SEV{{ n }}</p>") == []
+    assert unmarked('<dt>{% translate "Severity" %}:</dt>') == ['{% translate "Severity" %}:']
+    assert unmarked("<p>{% blocktranslate %}Hi {{ n }}{% endblocktranslate %}.</p>") == [
+        "{% endblocktranslate %}."
+    ]
+    assert unmarked('{% translate "Title" %} · CrisisDesk') == []
