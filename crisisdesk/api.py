@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
+from django.utils.translation import gettext as _
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, filters, pagination, permissions, status
 from rest_framework.response import Response
@@ -38,7 +39,9 @@ class ModelPermissions(permissions.DjangoModelPermissions):
 def require(request, *perms: str) -> None:
     """Refuse an action unless the user holds every permission named."""
     if not request.user.has_perms(perms):
-        raise exceptions.PermissionDenied("You need the permission %s for this." % ", ".join(perms))
+        raise exceptions.PermissionDenied(
+            _("You need the permission %(perms)s for this.") % {"perms": ", ".join(perms)}
+        )
 
 
 def exception_handler(exc, context):

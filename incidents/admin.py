@@ -202,7 +202,12 @@ class IncidentAdmin(VisibleRowsMixin, AuditHistoryAdmin):
             try:
                 result = service(incident=incident, actor=request.user, **kwargs)
             except ValidationError as exc:
-                messages.warning(request, f"{incident.reference}: {'; '.join(exc.messages)}")
+                messages.warning(
+                    request,
+                    # Translators: an incident reference (INC-2026-0001), then why it failed.
+                    _("%(ref)s: %(problem)s")
+                    % {"ref": incident.reference, "problem": "; ".join(exc.messages)},
+                )
                 continue
             if result is False:
                 messages.info(
@@ -552,7 +557,11 @@ class MessageAdmin(VisibleRowsMixin, AuditHistoryAdmin):
                 ok += 1
             except (ValidationError, PermissionDenied) as exc:
                 text = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-                messages.error(request, f"#{message.pk}: {text}")
+                messages.error(
+                    request,
+                    # Translators: a message number, then why the action failed on it.
+                    _("#%(id)s: %(problem)s") % {"id": message.pk, "problem": text},
+                )
         if ok:
             messages.success(request, done % {"n": ok})
 
@@ -765,10 +774,17 @@ class PostMortemAdmin(VisibleRowsMixin, AuditHistoryAdmin):
             try:
                 service(postmortem=pm, actor=request.user)
             except ValidationError as exc:
-                messages.warning(request, f"{pm.incident.reference}: {'; '.join(exc.messages)}")
+                messages.warning(
+                    request,
+                    _("%(ref)s: %(problem)s")
+                    % {"ref": pm.incident.reference, "problem": "; ".join(exc.messages)},
+                )
                 continue
             except PermissionDenied as exc:
-                messages.error(request, f"{pm.incident.reference}: {exc}")
+                messages.error(
+                    request,
+                    _("%(ref)s: %(problem)s") % {"ref": pm.incident.reference, "problem": exc},
+                )
                 continue
             ok += 1
         if ok:
@@ -821,7 +837,12 @@ class ActionItemAdmin(VisibleRowsMixin, AuditHistoryAdmin):
             try:
                 item = postmortem.action_item_revise_playbook(item=item, actor=request.user)
             except ValidationError as exc:
-                messages.warning(request, f"{item.title}: {'; '.join(exc.messages)}")
+                messages.warning(
+                    request,
+                    # Translators: an action item's title, then why the revision failed.
+                    _("“%(title)s”: %(problem)s")
+                    % {"title": item.title, "problem": "; ".join(exc.messages)},
+                )
                 continue
             messages.success(
                 request,

@@ -552,7 +552,7 @@ class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             )
             if not template:
                 raise serializers.ValidationError(
-                    {"template": ["Not a template of this incident's playbook."]}
+                    {"template": [_("Not a template of this incident's playbook.")]}
                 )
         return self._respond(
             lambda: comms.message_draft(author=request.user, template=template, **data), 201

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
 from crisisdesk.errors import AppendOnlyError  # noqa: F401 - re-exported for callers
@@ -46,10 +47,10 @@ class Severity(models.IntegerChoices):
 class Incident(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", _("Open – not acknowledged")
-        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
-        CONTAINED = "contained", _("Contained")
-        RESOLVED = "resolved", _("Resolved")
-        CLOSED = "closed", _("Closed")
+        ACKNOWLEDGED = "acknowledged", pgettext_lazy("incident status", "Acknowledged")
+        CONTAINED = "contained", pgettext_lazy("incident status", "Contained")
+        RESOLVED = "resolved", pgettext_lazy("incident status", "Resolved")
+        CLOSED = "closed", pgettext_lazy("incident status", "Closed")
 
     ACTIVE_STATUSES = (Status.OPEN, Status.ACKNOWLEDGED, Status.CONTAINED)
 
@@ -240,9 +241,9 @@ class RoleAssignment(models.Model):
 
 class Task(models.Model):
     class Status(models.TextChoices):
-        OPEN = "open", _("Open")
-        DONE = "done", _("Done")
-        SKIPPED = "skipped", _("Skipped")
+        OPEN = "open", pgettext_lazy("task status", "Open")
+        DONE = "done", pgettext_lazy("task status", "Done")
+        SKIPPED = "skipped", pgettext_lazy("task status", "Skipped")
 
     incident = models.ForeignKey(
         Incident, verbose_name=_("incident"), on_delete=models.PROTECT, related_name="tasks"
@@ -307,13 +308,13 @@ class TimelineEntry(models.Model):
     """One line of an incident's record. Never updated, never deleted."""
 
     class Kind(models.TextChoices):
-        OPENED = "opened", _("Opened")
-        ACKNOWLEDGED = "acknowledged", _("Acknowledged")
+        OPENED = "opened", pgettext_lazy("timeline event", "Opened")
+        ACKNOWLEDGED = "acknowledged", pgettext_lazy("timeline event", "Acknowledged")
         SEVERITY = "severity", _("Severity changed")
-        CONTAINED = "contained", _("Contained")
-        RESOLVED = "resolved", _("Resolved")
-        CLOSED = "closed", _("Closed")
-        REOPENED = "reopened", _("Reopened")
+        CONTAINED = "contained", pgettext_lazy("timeline event", "Contained")
+        RESOLVED = "resolved", pgettext_lazy("timeline event", "Resolved")
+        CLOSED = "closed", pgettext_lazy("timeline event", "Closed")
+        REOPENED = "reopened", pgettext_lazy("timeline event", "Reopened")
         ROLE = "role", _("Role assignment")
         TASK = "task", _("Task")
         ESCALATION = "escalation", _("Escalation")
@@ -481,13 +482,13 @@ class Notification(models.Model):
     """The outbox: one row per recipient and reason, delivered by incidents/notify.py."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", _("Queued")
-        SENDING = "sending", _("Sending")
-        SENT = "sent", _("Sent")
-        FAILED = "failed", _("Failed")
+        QUEUED = "queued", pgettext_lazy("e-mail status", "Queued")
+        SENDING = "sending", pgettext_lazy("e-mail status", "Sending")
+        SENT = "sent", pgettext_lazy("e-mail status", "Sent")
+        FAILED = "failed", pgettext_lazy("e-mail status", "Failed")
         # No longer wanted before it was handed to the SMTP server (an
         # escalation page after the acknowledgement); cancel_reason says why.
-        CANCELLED = "cancelled", _("Cancelled")
+        CANCELLED = "cancelled", pgettext_lazy("e-mail status", "Cancelled")
 
     incident = models.ForeignKey(
         Incident,
@@ -614,11 +615,11 @@ class Message(models.Model):
     """
 
     class Status(models.TextChoices):
-        DRAFT = "draft", _("Draft")
-        IN_REVIEW = "in_review", _("In review")
-        APPROVED = "approved", _("Approved")
-        SENT = "sent", _("Sent")
-        PUBLISHED = "published", _("Published")
+        DRAFT = "draft", pgettext_lazy("message status", "Draft")
+        IN_REVIEW = "in_review", pgettext_lazy("message status", "In review")
+        APPROVED = "approved", pgettext_lazy("message status", "Approved")
+        SENT = "sent", pgettext_lazy("message status", "Sent")
+        PUBLISHED = "published", pgettext_lazy("message status", "Published")
 
     FINAL = (Status.SENT, Status.PUBLISHED)
     EDITABLE = (Status.DRAFT, Status.IN_REVIEW)
@@ -792,9 +793,9 @@ class PostMortem(models.Model):
     """
 
     class Status(models.TextChoices):
-        DRAFT = "draft", _("Draft")
-        IN_REVIEW = "in_review", _("In review")
-        PUBLISHED = "published", _("Published")
+        DRAFT = "draft", pgettext_lazy("post-mortem status", "Draft")
+        IN_REVIEW = "in_review", pgettext_lazy("post-mortem status", "In review")
+        PUBLISHED = "published", pgettext_lazy("post-mortem status", "Published")
 
     NARRATIVE = (
         "summary",
@@ -928,10 +929,10 @@ class ActionItem(models.Model):
         CORRECTIVE = "corrective", _("Corrective (fix what broke)")
 
     class Status(models.TextChoices):
-        OPEN = "open", _("Open")
-        IN_PROGRESS = "in_progress", _("In progress")
-        DONE = "done", _("Done")
-        WONT_DO = "wont_do", _("Won't do")
+        OPEN = "open", pgettext_lazy("action item status", "Open")
+        IN_PROGRESS = "in_progress", pgettext_lazy("action item status", "In progress")
+        DONE = "done", pgettext_lazy("action item status", "Done")
+        WONT_DO = "wont_do", pgettext_lazy("action item status", "Won't do")
 
     OPEN_STATUSES = (Status.OPEN, Status.IN_PROGRESS)
 

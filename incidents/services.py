@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
 from incidents import acklinks, dispatch, notify, permissions, postmortem, rollcall, timers
 from incidents.models import (
@@ -317,6 +318,19 @@ def _locked(incident: Incident) -> Incident:
     return Incident.objects.select_for_update().get(pk=incident.pk)
 
 
+# The door an acknowledgement came through: ``via`` is kept as this identifier in
+# the entry's data; the words are what the timeline text says.
+ACKNOWLEDGED_VIA = {
+    "web": pgettext_lazy("acknowledged via", "web"),
+    "api": pgettext_lazy("acknowledged via", "API"),
+    "admin": pgettext_lazy("acknowledged via", "admin"),
+    "war room": pgettext_lazy("acknowledged via", "war room"),
+    "e-mail link": pgettext_lazy("acknowledged via", "e-mail link"),
+    "command": pgettext_lazy("acknowledged via", "command"),
+    "demo": pgettext_lazy("acknowledged via", "demo"),
+}
+
+
 @transaction.atomic
 def incident_acknowledge(
     *, incident: Incident, actor: AbstractBaseUser, via: str = "web", now: datetime | None = None
@@ -354,7 +368,7 @@ def incident_acknowledge(
         actor=actor,
         at=now,
         text=_("%(who)s acknowledged (%(via)s); escalation stopped.")
-        % {"who": actor_name(actor), "via": via},
+        % {"who": actor_name(actor), "via": ACKNOWLEDGED_VIA.get(via, via)},
         data={"via": via, "cancelled_timers": cancelled, "cancelled_notifications": pages},
     )
     return True
@@ -421,6 +435,8 @@ def incident_change_severity(
         kind=TimelineEntry.Kind.SEVERITY,
         actor=actor,
         at=now,
+        # Translators: the arrow points from the old severity to the new one; turn it
+        # (←) where the text reads right to left. %(reason)s is empty or " " and the reason.
         text=_("%(who)s changed severity SEV%(old)s → SEV%(new)s.%(reason)s")
         % {
             "who": actor_name(actor),

@@ -326,7 +326,12 @@ class PlaybookAdmin(AuditHistoryAdmin):
                 fn(playbook)
                 ok += 1
             except ValidationError as exc:
-                messages.error(request, f"{playbook}: {' '.join(exc.messages)}")
+                messages.error(
+                    request,
+                    # Translators: a playbook's title and version, then why it failed.
+                    _("%(playbook)s: %(problem)s")
+                    % {"playbook": playbook, "problem": " ".join(exc.messages)},
+                )
         if ok:
             messages.success(request, done % {"n": ok})
         return ok
@@ -568,19 +573,21 @@ class OnCallRotationAdmin(admin.ModelAdmin):
             return "—"
         now = timezone.now()
         shifts = rotation_shifts(rotation=obj, start=now, end=now + timedelta(days=28))[:8]
-        return format_html_join(
-            "",
-            "<div>{} → {}: {}{}</div>",
-            (
-                (
-                    timezone.localtime(s.starts_at).strftime("%Y-%m-%d %H:%M"),
-                    timezone.localtime(s.ends_at).strftime("%Y-%m-%d %H:%M"),
-                    s.user.get_full_name() or s.user.get_username(),
-                    " (override)" if s.is_override else "",
-                )
-                for s in shifts
-            ),
-        )
+        lines = []
+        for s in shifts:
+            values = {
+                "start": timezone.localtime(s.starts_at).strftime("%Y-%m-%d %H:%M"),
+                "end": timezone.localtime(s.ends_at).strftime("%Y-%m-%d %H:%M"),
+                "who": s.user.get_full_name() or s.user.get_username(),
+            }
+            line = (
+                # Translators: one shift of an on-call rotation: from, to, and who holds it.
+                _("%(start)s – %(end)s: %(who)s (override)")
+                if s.is_override
+                else _("%(start)s – %(end)s: %(who)s")
+            )
+            lines.append((line % values,))
+        return format_html_join("", "<div>{}</div>", lines)
 
 
 # -------------------------------------------------------------- stakeholders

@@ -8,6 +8,8 @@ import django_filters
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers, viewsets
@@ -218,7 +220,7 @@ class RotationOverrideSerializer(serializers.ModelSerializer):
         starts = attrs.get("starts_at", getattr(self.instance, "starts_at", None))
         ends = attrs.get("ends_at", getattr(self.instance, "ends_at", None))
         if starts and ends and ends <= starts:
-            raise serializers.ValidationError({"ends_at": ["Must be after the start."]})
+            raise serializers.ValidationError({"ends_at": [_("Must be after the start.")]})
         return attrs
 
 
@@ -279,7 +281,7 @@ class RawTextField(serializers.CharField):
 
 class CsvImportSerializer(serializers.Serializer):
     csv = RawTextField(
-        help_text=(
+        help_text=gettext_lazy(
             "The CSV text (name, organisation, email, ...), at most 2,000,000 bytes, each "
             "cell at most 10,000 characters. A UTF-8 BOM is accepted; one leading ' before "
             "= + - @ (as the export writes) is taken off."
@@ -289,7 +291,7 @@ class CsvImportSerializer(serializers.Serializer):
         queryset=StakeholderGroup.objects.all(),
         required=False,
         allow_null=True,
-        help_text="Group for rows that name none.",
+        help_text=gettext_lazy("Group for rows that name none."),
     )
 
 
@@ -347,7 +349,7 @@ class StakeholderViewSet(viewsets.ModelViewSet):
         group = request.query_params.get("group")
         if group:
             if not group.isdigit():
-                raise serializers.ValidationError({"group": ["A group id."]})
+                raise serializers.ValidationError({"group": [_("A group id.")]})
             groups = groups.filter(pk=int(group))
         response = HttpResponse(
             stakeholders_export_csv(groups=groups), content_type="text/csv; charset=utf-8"
@@ -497,7 +499,7 @@ class PlaybookSerializer(serializers.ModelSerializer):
 
 class YamlImportSerializer(serializers.Serializer):
     yaml = RawTextField(
-        help_text=(
+        help_text=gettext_lazy(
             "A crisisdesk-playbooks/1 document: at most 1,000,000 bytes, lists and mappings "
             "nested at most 20 deep, no anchors or aliases."
         )
@@ -583,7 +585,7 @@ class PlaybookViewSet(DraftContentMixin, viewsets.ModelViewSet):
         if key:
             qs = qs.filter(key=key)
             if not qs.exists():
-                raise NotFound("No published playbook with that key.")
+                raise NotFound(_("No published playbook with that key."))
         text = playbooks_export_yaml(playbooks=qs)
         response = HttpResponse(text, content_type="application/yaml; charset=utf-8")
         response["Content-Disposition"] = 'attachment; filename="playbooks.yaml"'
@@ -669,7 +671,9 @@ class CanListUsers(permissions.BasePermission):
     """People who may see accounts (auth.view_user) or who build escalation levels,
     which name users by id (playbooks.change_escalationlevel: crisis managers)."""
 
-    message = "You need auth.view_user or playbooks.change_escalationlevel to list users."
+    message = gettext_lazy(
+        "You need auth.view_user or playbooks.change_escalationlevel to list users."
+    )
 
     def has_permission(self, request, view) -> bool:
         user = request.user
@@ -683,8 +687,10 @@ class CanListUsers(permissions.BasePermission):
 
 
 class UserFilter(django_filters.FilterSet):
-    crisis_roles = django_filters.CharFilter(field_name="crisis_roles__slug", label="role slug")
-    groups = django_filters.CharFilter(field_name="groups__name", label="group name")
+    crisis_roles = django_filters.CharFilter(
+        field_name="crisis_roles__slug", label=gettext_lazy("role slug")
+    )
+    groups = django_filters.CharFilter(field_name="groups__name", label=gettext_lazy("group name"))
 
     class Meta:
         model = User

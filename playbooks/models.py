@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 from simple_history.models import HistoricalRecords
 
 ONE_TO_FIVE = [MinValueValidator(1), MaxValueValidator(5)]
@@ -174,9 +175,9 @@ class Playbook(models.Model):
     """
 
     class Status(models.TextChoices):
-        DRAFT = "draft", _("Draft")
-        PUBLISHED = "published", _("Published")
-        RETIRED = "retired", _("Retired")
+        DRAFT = "draft", pgettext_lazy("playbook status", "Draft")
+        PUBLISHED = "published", pgettext_lazy("playbook status", "Published")
+        RETIRED = "retired", pgettext_lazy("playbook status", "Retired")
 
     key = models.SlugField(_("key"), max_length=80, help_text=_("Shared by all versions."))
     version = models.PositiveIntegerField(_("version"), default=1)
@@ -801,10 +802,10 @@ class UpdateCadence(models.Model):
 
 class Risk(models.Model):
     class Status(models.TextChoices):
-        IDENTIFIED = "identified", _("Identified")
+        IDENTIFIED = "identified", pgettext_lazy("risk status", "Identified")
         MITIGATING = "mitigating", _("Being mitigated")
-        ACCEPTED = "accepted", _("Accepted")
-        CLOSED = "closed", _("Closed")
+        ACCEPTED = "accepted", pgettext_lazy("risk status", "Accepted")
+        CLOSED = "closed", pgettext_lazy("risk status", "Closed")
 
     Category = Scenario
 

@@ -30,6 +30,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import models, transaction
+from django.utils.translation import gettext as _
 
 from playbooks.models import (
     DEFAULT_ROLL_CALL_MINUTES,
@@ -229,7 +230,7 @@ class _GuardedLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None,
                 None,
-                "anchors and aliases (&name, *name) are not accepted: write the value out",
+                _("anchors and aliases (&name, *name) are not accepted: write the value out"),
                 event.start_mark,
             )
         nested = isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent)
@@ -237,7 +238,8 @@ class _GuardedLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None,
                 None,
-                f"lists and mappings are nested deeper than {MAX_NESTING_DEPTH} levels",
+                _("lists and mappings are nested deeper than %(n)s levels")
+                % {"n": MAX_NESTING_DEPTH},
                 event.start_mark,
             )
         self._depth += nested
@@ -252,7 +254,10 @@ def _scalar(constructor: yaml.SafeLoader, node, errors: list[str]):
         return constructor.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
         problem = getattr(exc, "problem", None) or str(exc)
-        errors.append(f"line {node.start_mark.line + 1}: cannot read “{node.value}”: {problem}")
+        errors.append(
+            _("line %(line)s: cannot read “%(value)s”: %(problem)s")
+            % {"line": node.start_mark.line + 1, "value": node.value, "problem": problem}
+        )
         return None
 
 
@@ -264,11 +269,15 @@ def _located(node, constructor: yaml.SafeLoader, errors: list[str]):
         for key_node, value_node in node.value:
             line = key_node.start_mark.line + 1
             if not isinstance(key_node, yaml.ScalarNode):
-                errors.append(f"line {line}: a key must be text, not a list or a mapping")
+                errors.append(
+                    _("line %(line)s: a key must be text, not a list or a mapping") % {"line": line}
+                )
                 continue
             key = _scalar(constructor, key_node, errors)
             if key in out:
-                errors.append(f"line {line}: key “{key}” appears twice")
+                errors.append(
+                    _("line %(line)s: key “%(key)s” appears twice") % {"line": line, "key": key}
+                )
                 continue
             out[key] = _located(value_node, constructor, errors)
             out.lines[key] = value_node.start_mark.line + 1
@@ -286,20 +295,27 @@ class _Checker:
         self.errors: list[str] = []
 
     def err(self, line: int, path: str, message: str) -> None:
-        self.errors.append(f"line {line}: {path}: {message}")
+        self.errors.append(
+            # Translators: where in the YAML document (a line, then a path like
+            # playbooks[0].steps[2].role), then the problem.
+            _("line %(line)s: %(path)s: %(problem)s")
+            % {"line": line, "path": path, "problem": message}
+        )
 
     def mapping(self, value, line: int, path: str, required: tuple, optional: tuple) -> bool:
         """Report missing and unknown keys; False only if it is no mapping at all, so the
         rest of the entry is still checked and every error of the document reported."""
         if not isinstance(value, dict):
-            self.err(line, path, "expected a mapping (key: value lines)")
+            self.err(line, path, _("expected a mapping (key: value lines)"))
             return False
         for key in required:
             if key not in value:
-                self.err(getattr(value, "line", line), path, f"“{key}” is missing")
+                self.err(
+                    getattr(value, "line", line), path, _("“%(key)s” is missing") % {"key": key}
+                )
         for key in value:
             if key not in required and key not in optional:
-                self.err(value.lines.get(key, line), f"{path}.{key}", "unknown field")
+                self.err(value.lines.get(key, line), f"{path}.{key}", _("unknown field"))
         return True
 
     def get(self, m, key: str, path: str, kind, *, default=None, choices=None, nullable=False):
@@ -311,24 +327,29 @@ class _Checker:
         where = f"{path}.{key}"
         if value is None:
             if not nullable:
-                self.err(line, where, "must not be empty")
+                self.err(line, where, _("must not be empty"))
             return None
         if kind is str and isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
         if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-            self.err(line, where, f"expected a whole number, got {value!r}")
+            self.err(line, where, _("expected a whole number, got %(value)r") % {"value": value})
             return default
         if kind is bool and not isinstance(value, bool):
-            self.err(line, where, f"expected true or false, got {value!r}")
+            self.err(line, where, _("expected true or false, got %(value)r") % {"value": value})
             return default
         if kind is str and not isinstance(value, str):
-            self.err(line, where, f"expected text, got {type(value).__name__}")
+            self.err(line, where, _("expected text, got %(type)s") % {"type": type(value).__name__})
             return default
         if kind is list and not isinstance(value, list):
-            self.err(line, where, "expected a list")
+            self.err(line, where, _("expected a list"))
             return default
         if choices is not None and value not in choices:
-            self.err(line, where, f"“{value}” is not one of: {', '.join(map(str, choices))}")
+            self.err(
+                line,
+                where,
+                _("“%(value)s” is not one of: %(choices)s")
+                % {"value": value, "choices": ", ".join(map(str, choices))},
+            )
             return default
         return value
 
@@ -386,7 +407,10 @@ def _parse(text: str) -> dict:
     size = len(text.encode("utf-8"))
     if size > MAX_DOCUMENT_BYTES:
         raise PlaybookImportError(
-            [f"file: the document is larger than {MAX_DOCUMENT_BYTES} bytes ({size}): split it"]
+            [
+                _("file: the document is larger than %(max)s bytes (%(size)s): split it")
+                % {"max": MAX_DOCUMENT_BYTES, "size": size}
+            ]
         )
     loader = None
     try:
@@ -395,27 +419,36 @@ def _parse(text: str) -> dict:
     except yaml.reader.ReaderError as exc:
         line = text.count("\n", 0, max(exc.position, 0)) + 1
         code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
-        kind = "control character" if code < 0x20 or 0x7F <= code <= 0x9F else "character"
-        raise PlaybookImportError(
-            [f"line {line}: not valid YAML: the {kind} U+{code:04X} is not allowed"]
-        ) from None
+        message = (
+            _("line %(line)s: not valid YAML: the control character %(code)s is not allowed")
+            if code < 0x20 or 0x7F <= code <= 0x9F
+            else _("line %(line)s: not valid YAML: the character %(code)s is not allowed")
+        )
+        raise PlaybookImportError([message % {"line": line, "code": f"U+{code:04X}"}]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise PlaybookImportError([f"line {line}: not valid YAML: {exc.problem}"]) from None
+        raise PlaybookImportError(
+            [
+                _("line %(line)s: not valid YAML: %(problem)s")
+                % {"line": line, "problem": exc.problem}
+            ]
+        ) from None
     except yaml.YAMLError as exc:
-        raise PlaybookImportError([f"line 1: not valid YAML: {exc}"]) from None
+        raise PlaybookImportError(
+            [_("line %(line)s: not valid YAML: %(problem)s") % {"line": 1, "problem": exc}]
+        ) from None
     finally:
         if loader is not None:
             loader.dispose()
     if root is None:
-        raise PlaybookImportError(["line 1: the file is empty"])
+        raise PlaybookImportError([_("line 1: the file is empty")])
     errors: list[str] = []
     data = _located(root, yaml.SafeLoader(""), errors)
     if errors:
         raise PlaybookImportError(errors)
     if not isinstance(data, dict):
-        raise PlaybookImportError(["line 1: expected a mapping with format, roles, playbooks"])
+        raise PlaybookImportError([_("line 1: expected a mapping with format, roles, playbooks")])
     return data
 
 
@@ -424,7 +457,7 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
     c = _Checker()
     c.mapping(data, 1, "(file)", ("format", "playbooks"), ("roles", "stakeholder_groups"))
     if data.get("format") != FORMAT:
-        c.err(data.lines.get("format", 1), "format", f"must be “{FORMAT}”")
+        c.err(data.lines.get("format", 1), "format", _("must be “%(format)s”") % {"format": FORMAT})
 
     languages = [code for code, _name in settings.LANGUAGES]
     roles_in_file: dict[str, dict] = {}
@@ -448,7 +481,7 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
         }
         c.model(CrisisRole(**role), r, path)
         if role["slug"] in roles_in_file:
-            c.err(line, path, f"role “{role['slug']}” is defined twice")
+            c.err(line, path, _("role “%(slug)s” is defined twice") % {"slug": role["slug"]})
         roles_in_file[role["slug"]] = role
 
     groups_in_file: dict[str, dict] = {}
@@ -485,7 +518,12 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
             continue
         plan = _check_playbook(c, p, path, languages, known_roles, known_groups)
         if (plan["key"], plan["version"]) in seen_keys:
-            c.err(line, path, f"“{plan['key']}” version {plan['version']} appears twice")
+            c.err(
+                line,
+                path,
+                _("“%(key)s” version %(version)s appears twice")
+                % {"key": plan["key"], "version": plan["version"]},
+            )
         seen_keys.add((plan["key"], plan["version"]))
         plans.append(plan)
     if c.errors:
@@ -504,14 +542,14 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
             c.err(
                 p.lines["last_reviewed_on"],
                 f"{path}.last_reviewed_on",
-                "expected a date like 2026-11-01",
+                _("expected a date like 2026-11-01"),
             )
             last_reviewed = None
     elif last_reviewed is not None and not isinstance(last_reviewed, dt.date):
         c.err(
             p.lines["last_reviewed_on"],
             f"{path}.last_reviewed_on",
-            "expected a date like 2026-11-01",
+            _("expected a date like 2026-11-01"),
         )
         last_reviewed = None
     owner = c.get(p, "owner", path, str, nullable=True)
@@ -519,7 +557,7 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
     if owner:
         owner_user = User.objects.filter(username=owner).first()
         if owner_user is None:
-            c.err(p.lines["owner"], f"{path}.owner", f"unknown user “{owner}”")
+            c.err(p.lines["owner"], f"{path}.owner", _("unknown user “%(name)s”") % {"name": owner})
     plan = {
         "key": c.get(p, "key", path, str),
         "version": c.get(p, "version", path, int, default=1),
@@ -558,7 +596,7 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
             continue
         role = c.get(s, "role", sp, str, nullable=True)
         if role and role not in known_roles:
-            c.err(s.lines["role"], f"{sp}.role", f"unknown role “{role}”")
+            c.err(s.lines["role"], f"{sp}.role", _("unknown role “%(slug)s”") % {"slug": role})
         step = {
             "phase": c.get(s, "phase", sp, str, choices=Phase.values),
             "title": c.get(s, "title", sp, str),
@@ -590,10 +628,15 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
             c.err(
                 t.lines["audience"],
                 f"{tp}.audience",
-                f"unknown stakeholder group “{tpl['audience']}”",
+                _("unknown stakeholder group “%(name)s”") % {"name": tpl["audience"]},
             )
         if (tpl["name"], tpl["language"]) in names:
-            c.err(line, tp, f"a template “{tpl['name']}” in “{tpl['language']}” appears twice")
+            c.err(
+                line,
+                tp,
+                _("a template “%(name)s” in “%(language)s” appears twice")
+                % {"name": tpl["name"], "language": tpl["language"]},
+            )
         names.add((tpl["name"], tpl["language"]))
         # The model's clean() checks the {placeholders} of subject and body.
         c.model(MessageTemplate(**{k: v for k, v in tpl.items() if k != "audience"}), t, tp)
@@ -617,18 +660,28 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         expected = {"role": "role", "users": "users", "rotation": "rotation"}.get(target)
         for other in ("role", "users", "rotation"):
             if target and other in lv and other != expected:
-                c.err(lv.lines[other], f"{lp}.{other}", f"does not go with target “{target}”")
+                c.err(
+                    lv.lines[other],
+                    f"{lp}.{other}",
+                    _("does not go with target “%(target)s”") % {"target": target},
+                )
         if target == "role":
             slug = c.get(lv, "role", lp, str)
             if slug is None or slug not in known_roles:
-                c.err(lv.lines.get("role", line), f"{lp}.role", f"unknown role “{slug}”")
+                c.err(
+                    lv.lines.get("role", line),
+                    f"{lp}.role",
+                    _("unknown role “%(slug)s”") % {"slug": slug},
+                )
             level["role"] = slug
         elif target == "rotation":
             name = c.get(lv, "rotation", lp, str)
             level["rotation"] = OnCallRotation.objects.filter(name=name).first()
             if level["rotation"] is None:
                 c.err(
-                    lv.lines.get("rotation", line), f"{lp}.rotation", f"unknown rotation “{name}”"
+                    lv.lines.get("rotation", line),
+                    f"{lp}.rotation",
+                    _("unknown rotation “%(name)s”") % {"name": name},
                 )
         elif target == "users":
             usernames = c.get(lv, "users", lp, list, default=[]) or []
@@ -638,7 +691,11 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
                 c.err(
                     lv.lines.get("users", line),
                     f"{lp}.users",
-                    f"unknown user(s) {', '.join(missing)}" if missing else "names nobody",
+                    (
+                        _("unknown user(s) %(names)s") % {"names": ", ".join(missing)}
+                        if missing
+                        else _("names nobody")
+                    ),
                 )
             level["users"] = users
         c.model(
@@ -665,7 +722,11 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
             continue
         audience = c.get(cd, "audience", cp, str)
         if audience is not None and audience not in known_groups:
-            c.err(cd.lines["audience"], f"{cp}.audience", f"unknown stakeholder group “{audience}”")
+            c.err(
+                cd.lines["audience"],
+                f"{cp}.audience",
+                _("unknown stakeholder group “%(name)s”") % {"name": audience},
+            )
         every = c.get(cd, "every_minutes", cp, int)
         c.model(UpdateCadence(every_minutes=every), cd, cp)
         plan["cadences"].append({"audience": audience, "every_minutes": every})
@@ -793,7 +854,11 @@ def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
                 playbook = playbook_publish(playbook=playbook, actor=actor)
             except ValidationError as exc:
                 line, where = plan["status_at"]
-                refused += [f"line {line}: {where}: {message}" for message in exc.messages]
+                refused += [
+                    _("line %(line)s: %(path)s: %(problem)s")
+                    % {"line": line, "path": where, "problem": message}
+                    for message in exc.messages
+                ]
                 continue
             if plan["last_reviewed_on"]:
                 Playbook.objects.filter(pk=playbook.pk).update(

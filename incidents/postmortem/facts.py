@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from crisisdesk.timefmt import format_when
 from incidents.models import (
@@ -178,13 +178,13 @@ class Report:
 
 
 MILESTONES = (
-    ("detected_at", gettext_lazy("Detected")),
-    ("opened_at", gettext_lazy("Opened")),
-    ("acknowledged_at", gettext_lazy("Acknowledged")),
+    ("detected_at", pgettext_lazy("milestone", "Detected")),
+    ("opened_at", pgettext_lazy("milestone", "Opened")),
+    ("acknowledged_at", pgettext_lazy("milestone", "Acknowledged")),
     ("first_statement_at", gettext_lazy("First public statement")),
-    ("contained_at", gettext_lazy("Contained")),
-    ("resolved_at", gettext_lazy("Resolved")),
-    ("closed_at", gettext_lazy("Closed")),
+    ("contained_at", pgettext_lazy("milestone", "Contained")),
+    ("resolved_at", pgettext_lazy("milestone", "Resolved")),
+    ("closed_at", pgettext_lazy("milestone", "Closed")),
 )
 
 

@@ -70,3 +70,14 @@ def moment(value: datetime | None, style: str = "full") -> str:
         timezone.get_current_timezone_name(),
         format_when(value, zone, seconds=STYLES.get(style, False)),
     )
+
+
+@register.filter
+def bdi(value) -> str:
+    """``value`` isolated from the sentence around it (``<bdi>``), for HTML only: a
+    reference, a time or an address in Latin script inside a Hebrew sentence keeps its
+    own order and leaves the sentence's punctuation where the translator put it. Applied
+    to a ``blocktranslate`` variable, so the msgid stays as it is."""
+    if value is None or value == "":
+        return ""
+    return format_html("<bdi>{}</bdi>", value)
