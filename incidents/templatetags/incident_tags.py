@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 
 from django import template
@@ -81,3 +82,21 @@ def bdi(value) -> str:
     if value is None or value == "":
         return ""
     return format_html("<bdi>{}</bdi>", value)
+
+
+def _right_to_left(word: str) -> bool:
+    return any(unicodedata.bidirectional(c) in ("R", "AL") for c in word)
+
+
+@register.filter
+def visual_order(text: str) -> str:
+    """A label laid out for a renderer that draws text left to right without the bidi
+    algorithm (WeasyPrint's SVG text, in the PDF's chart): right-to-left words reversed
+    and the word order of a right-to-left label reversed, so Hebrew reads correctly.
+    Labels without right-to-left letters come back unchanged. Meant for one-line labels
+    (a chart's rows), not running text: HTML text is set by the bidi algorithm itself."""
+    text = str(text)
+    if not _right_to_left(text):
+        return text
+    words = text.split(" ")
+    return " ".join(w[::-1] if _right_to_left(w) else w for w in reversed(words))
