@@ -570,35 +570,31 @@ class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             lambda: comms.message_edit(message=message, editor=request.user, **form.validated_data)
         )
 
-    @extend_schema(request=MessageLanguageSerializer, responses={200: MessageSerializer, **ERRORS})
-    @action(detail=True, methods=["post"], url_path="drop-language", url_name="drop-language")
-    def drop_language(self, request, pk=None):
-        """Take a language out of a draft on purpose: its contacts get the group's default
-        language (on the timeline). The group's default itself cannot be dropped."""
+    def _languages(self, request, service):
+        """A draft's languages changed by ``service`` (drop or add), as its editor."""
         require(request, "incidents.change_message")
         form = MessageLanguageSerializer(data=request.data)
         form.is_valid(raise_exception=True)
         message = self.get_object()
+        language = form.validated_data["language"]
         return self._respond(
-            lambda: comms.message_language_drop(
-                message=message, language=form.validated_data["language"], actor=request.user
-            )
+            lambda: service(message=message, language=language, actor=request.user)
         )
+
+    @extend_schema(request=MessageLanguageSerializer, responses={200: MessageSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="drop-language", url_name="drop-language")
+    def drop_language(self, request, pk=None):
+        """Take a language out of a draft on purpose: its contacts get the group's default
+        language (on the timeline). The main text's language and the group's default
+        cannot be dropped."""
+        return self._languages(request, comms.message_language_drop)
 
     @extend_schema(request=MessageLanguageSerializer, responses={200: MessageSerializer, **ERRORS})
     @action(detail=True, methods=["post"], url_path="add-language", url_name="add-language")
     def add_language(self, request, pk=None):
         """Give a draft a variant in one more language: the playbook's template in it when
         there is one, else to be written."""
-        require(request, "incidents.change_message")
-        form = MessageLanguageSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        message = self.get_object()
-        return self._respond(
-            lambda: comms.message_language_add(
-                message=message, language=form.validated_data["language"], actor=request.user
-            )
-        )
+        return self._languages(request, comms.message_language_add)
 
     @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
