@@ -135,6 +135,8 @@ def test_the_acknowledge_and_roll_call_pages_are_right_to_left_in_hebrew(paged):
     ack = browser.get(f"/incidents/ack/{acklinks.ack_token(page.message_id)}/")
     assert ack.status_code == 200
     assert html_tag(ack.content) == speaks("he", rtl=True)
+    # The reference is isolated from the sentence around it, and not escaped twice.
+    assert f"<bdi>{paged.reference}</bdi>" in ack.content.decode()
     call = Notification.objects.filter(incident=paged, reason="activation").first()
     for answer in rollcall.ANSWERS:
         token = rollcall.rollcall_token(call.message_id, answer)
@@ -151,6 +153,7 @@ def test_e_mails_are_written_right_to_left_to_a_hebrew_reader(paged, team):
     assert {n.reason for n in mails} >= {"activation"}
     for n in mails:
         assert html_tag(n.body_html) == speaks("he", rtl=True), n.reason
+        assert f"<bdi>{paged.reference}</bdi>" in n.body_html and "&lt;bdi" not in n.body_html
     others = Notification.objects.filter(incident=paged).exclude(recipient=noa)
     assert others and all(html_tag(n.body_html) == speaks("en") for n in others)
 
