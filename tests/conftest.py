@@ -25,6 +25,20 @@ def _mail_and_data_isolated(settings, tmp_path):
     settings.EMAIL_FILE_PATH = tmp_path / "mail"
 
 
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """Each test starts in the desk's language. A request through the test client leaves
+    its language active in the thread (LocaleMiddleware activates, nothing deactivates:
+    in a server the next request activates its own), so a Hebrew page would otherwise
+    make the next test's timeline texts Hebrew."""
+    from django.conf import settings as django_settings
+    from django.utils import translation
+
+    translation.activate(django_settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def superuser(db):
     return UserFactory(username="root", is_staff=True, is_superuser=True)
