@@ -363,14 +363,18 @@ def message_draft(
             facts_by_language=facts_by_language,
         )
     else:
-        previous = corrects.translations if corrects is not None else {}
-        # A correction reaches people in the languages the original did.
-        dropped = list(corrects.dropped_languages) if corrects is not None else []
-        translations = {
-            code: _unwritten(previous.get(code, {}).get("subject", ""))
-            for code in needed
-            if code != language and code not in dropped
-        }
+        dropped: list[str] = []
+        if corrects is not None:
+            # A correction reaches each reader in the language the original did: its
+            # variants, to be written anew; its dropped languages stay dropped.
+            dropped = list(corrects.dropped_languages)
+            translations = {
+                code: _unwritten(variant.get("subject", ""))
+                for code, variant in corrects.translations.items()
+                if code != language
+            }
+        else:
+            translations = {code: _unwritten() for code in needed if code != language}
     if is_public is None:
         is_public = audience.kind != StakeholderGroup.Kind.EMPLOYEES and channel != Channel.INTERNAL
     message = Message.objects.create(

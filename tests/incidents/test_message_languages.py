@@ -206,11 +206,12 @@ def test_a_correction_reaches_the_languages_the_original_did(desk):
     correction = comms.message_correct(
         original=message, author=desk["eszter"], body="A correction: 1,100 customers, not 1,200."
     )
-    # Greek was dropped from the original; Hebrew and Hungarian are to be written.
-    assert set(correction.translations) == {"he", "hu"}
+    # Greek was dropped from the original, and it had no Hungarian (those readers got
+    # English): only Hebrew is to be written, with the original's Hebrew subject.
+    assert set(correction.translations) == {"he"}
     assert correction.dropped_languages == ["el"]
     assert correction.translations["he"]["subject"] == message.translations["he"]["subject"]
-    assert "[[not translated: message]]" in correction.translations["hu"]["body"]
+    assert "[[not translated: message]]" in correction.translations["he"]["body"]
 
 
 LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
