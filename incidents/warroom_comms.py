@@ -294,6 +294,22 @@ def _variants(message: Message, form: MessageEditForm | None) -> list[Variant]:
     return rows
 
 
+def _add_language_form(message: Message, editable: bool) -> LanguageForm | None:
+    """Languages the draft could gain: those the desk speaks that it has not, the
+    audience's own first; nothing to offer, no form."""
+    if not editable:
+        return None
+    have = {message.language, *message.translations}
+    needed = comms.audience_languages(message.audience)
+    absent = [(c, n) for c, n in settings.LANGUAGES if c not in have]
+    if not absent:
+        return None
+    absent.sort(key=lambda pair: (pair[0] not in needed, str(pair[1])))
+    form = LanguageForm(initial={"language": absent[0][0]})
+    form.fields["language"].choices = absent
+    return form
+
+
 @dataclass
 class Reader:
     """Who reads which text: one line per language the audience needs."""
@@ -341,16 +357,7 @@ def _render_message(
         "variants": _variants(message, edit_form),
         "readers": _readers(message),
         "untranslated": comms.untranslated_facts(message),
-        "add_language": (
-            forms.get("add-language")
-            or LanguageForm(
-                initial={
-                    "language": next((r.code for r in _readers(message) if r.why != "own"), None)
-                }
-            )
-        )
-        if editable
-        else None,
+        "add_language": forms.get("add-language") or _add_language_form(message, editable),
         "edit_form": edit_form,
         "placeholders": MessageTemplate.PLACEHOLDERS,
         "unsaved": unsaved,
