@@ -185,3 +185,20 @@ def test_every_html_e_mail_names_its_language_and_direction(name, desk):
     for language, rtl in [("he", True), ("el", False)]:
         _subject, _text, html = render_email(name, context, language=language)
         assert html_tag(html) == speaks(language, rtl=rtl)
+
+
+@pytest.mark.parametrize("language", ["he", "hu", "el"])
+def test_the_war_room_speaks_each_language_in_its_own_words(client, desk, language):
+    """The incident page in each language carries that language's words for what every
+    incident page shows, and not the English ones."""
+    from django.utils import translation
+
+    person = member(f"reader-{language}", "Crisis managers")
+    UserProfile.objects.create(user=person, language=language)
+    client.force_login(person)
+    html = client.get(f"/incidents/{desk['incident'].reference}/").content.decode()
+    for english in ("Tasks", "Timeline", "Communications", "Add note"):
+        with translation.override(language):
+            own = translation.gettext(english)
+        assert own != english and own in html, (language, english)
+        assert f">{english}<" not in html, (language, english)
