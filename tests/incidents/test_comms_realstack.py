@@ -8,7 +8,7 @@ import pytest
 
 from incidents import comms, escalation, services
 from playbooks.models import Stakeholder
-from tests.incidents.conftest import FACTS
+from tests.incidents.conftest import FACTS, FACTS_BY_LANGUAGE
 
 pytestmark = pytest.mark.services
 LANGS = ("en", "he", "el")
@@ -36,6 +36,7 @@ def test_it_sends_to_200_contacts_exactly_once_each_in_their_language(
         channel="email",
         template=desk["template"],
         facts=FACTS,
+        facts_by_language=FACTS_BY_LANGUAGE,
     )
     comms.message_edit(
         message=message,
@@ -59,10 +60,12 @@ def test_it_sends_to_200_contacts_exactly_once_each_in_their_language(
         body = r.message.get_content()
         if LANGS[i % 3] == "he":
             assert body.startswith(f"Contact {i} שלום,") and "עדכון" in r.message["Subject"]
+            assert FACTS_BY_LANGUAGE["he"]["what_happened"] in body and "card data" not in body
         elif LANGS[i % 3] == "el":
             assert (
                 body.startswith(f"Αγαπητέ/ή Contact {i},") and "ενημέρωση" in r.message["Subject"]
             )
+            assert FACTS_BY_LANGUAGE["el"]["what_happened"] in body and "card data" not in body
         else:
             assert body.startswith(f"Dear Contact {i},") and "Kártyaadatok" in r.message["Subject"]
     message.refresh_from_db()
