@@ -56,6 +56,9 @@ COMPANY_NAME = env_str("CRISISDESK_COMPANY_NAME", "Example Ltd")
 # Filled into message templates as {contact_channel} and {status_page_url}; a template
 # that uses one while it is unset keeps a visible "missing fact" marker that blocks approval.
 CRISISDESK_CONTACT_CHANNEL = env_str("CRISISDESK_CONTACT_CHANNEL", "")
+# Where a drill's stakeholder messages go instead of the real contacts (every one of them,
+# marked [DRILL]); never to the audience itself.
+CRISISDESK_DRILL_MAILBOX = env_str("CRISISDESK_DRILL_MAILBOX", "drill-mailbox@localhost")
 CRISISDESK_STATUS_PAGE_URL = env_str("CRISISDESK_STATUS_PAGE_URL", "")
 
 INSTALLED_APPS = [

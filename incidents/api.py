@@ -634,10 +634,16 @@ class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None, responses={200: MessageSerializer, **ERRORS})
     @action(detail=True, methods=["post"])
     def send(self, request, pk=None):
-        """E-mail an approved message to every contact of its audience."""
+        """E-mail an approved message to every contact of its audience (a drill's: to the
+        drill mailbox only); answers with the message, now sent."""
         require(request, "incidents.change_message")
         message = self.get_object()
-        return self._respond(lambda: comms.message_send(message=message, actor=request.user))
+
+        def send():
+            comms.message_send(message=message, actor=request.user)
+            return Message.objects.get(pk=message.pk)
+
+        return self._respond(send)
 
     @extend_schema(request=PublishSerializer, responses={200: MessageSerializer, **ERRORS})
     @action(detail=True, methods=["post"])

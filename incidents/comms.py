@@ -815,7 +815,10 @@ def message_send(
     One outbox row per contact (dedupe key message + contact), so a retried
     send writes nobody twice; delivery fans out to the workers after commit.
     Only the audience's own contacts are written to: a confidential incident's
-    message never goes anywhere else.
+    message never goes anywhere else. A drill's message reaches none of them:
+    each e-mail goes to the drill mailbox (settings.CRISISDESK_DRILL_MAILBOX),
+    marked [DRILL] and naming the contact it stands for. Every sending path
+    (now, scheduled, a correction, the admin, the API, the war room) comes here.
     """
     now = now or timezone.now()
     message = _locked(message)
@@ -831,18 +834,34 @@ def message_send(
         )
     created = []
     fallbacks: dict[str, str] = {}  # a language the message lacks -> the one sent instead
+    drill = message.incident.drill
     for contact in contacts:
         language, subject, body = _variant(message, contact.effective_language)
+        subject, body = personalise(subject, contact.name), personalise(body, contact.name)
+        to = contact.email
+        if drill:
+            # A drill never reaches the outside world: the drill mailbox gets each e-mail.
+            to = settings.CRISISDESK_DRILL_MAILBOX
+            subject = f"[{_('DRILL')}] {subject}"
+            body = (
+                _("DRILL: not sent to %(who)s <%(email)s>; this copy went to the drill mailbox.")
+                % {
+                    "who": contact.name,
+                    "email": contact.email,
+                }
+                + "\n\n"
+                + body
+            )
         n = Notification(
             incident=message.incident,
             comms_message=message,
             contact=contact,
-            to_email=contact.email,
+            to_email=to,
             reason="message",
             dedupe_key=f"msg:{message.pk}:{contact.pk}",
             message_id=Notification.new_message_id(),
-            subject=personalise(subject, contact.name)[:400],
-            body_text=personalise(body, contact.name),
+            subject=subject[:400],
+            body_text=body,
             language=language,
         )
         created.append(n)
@@ -861,7 +880,14 @@ def message_send(
     _log(
         message,
         actor,
-        _("%(who)s sent %(m)s to %(n)s contacts (%(langs)s).")
+        (
+            _(
+                "Drill: %(who)s sent %(m)s to the drill mailbox, one copy for each of "
+                "%(n)s contacts (%(langs)s); no contact received it."
+            )
+            if drill
+            else _("%(who)s sent %(m)s to %(n)s contacts (%(langs)s).")
+        )
         % {
             "who": actor_name(actor) if actor else _("CrisisDesk (scheduled)"),
             "m": _label(message),
@@ -871,6 +897,7 @@ def message_send(
         recipients=len(created),
         languages=counts,
         fallbacks=fallbacks,
+        drill=drill,
     )
     _went_out(message, actor, now)
     dispatch.deliver_on_commit(ids)
