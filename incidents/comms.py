@@ -21,6 +21,7 @@ The rules a crisis team relies on live here and only here:
 from __future__ import annotations
 
 import string
+from collections import Counter
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -77,7 +78,11 @@ def _moments(incident: Incident, audience: StakeholderGroup | None) -> dict[str,
 
 
 def incident_facts(
-    *, incident: Incident, audience: StakeholderGroup | None = None, facts: dict | None = None
+    *,
+    incident: Incident,
+    audience: StakeholderGroup | None = None,
+    facts: dict | None = None,
+    moments: dict[str, datetime | None] | None = None,
 ) -> dict[str, str | None]:
     """What an incident can say about itself for templates; None where it cannot."""
     facts = {k: (v or "").strip() or None for k, v in (facts or {}).items()}
@@ -93,7 +98,10 @@ def incident_facts(
         "incident_title": incident.title,
         "incident_reference": incident.reference,
         "severity": incident.severity_label,
-        **{name: _stamp(moment) for name, moment in _moments(incident, audience).items()},
+        **{
+            name: _stamp(moment)
+            for name, moment in (moments or _moments(incident, audience)).items()
+        },
         "spokesperson": actor_name(spokesperson.user) if spokesperson else None,
         "contact_channel": getattr(settings, "CRISISDESK_CONTACT_CHANNEL", None) or None,
         "status_page_url": getattr(settings, "CRISISDESK_STATUS_PAGE_URL", None) or None,
@@ -247,14 +255,14 @@ def message_words_validate(
 
 def _in_language(
     values: dict[str, str | None],
+    moments: dict[str, datetime | None],
     incident: Incident,
     code: str,
-    audience: StakeholderGroup | None = None,
 ) -> dict:
     """The incident's facts as a variant in ``code`` says them: the severity's name, and
     dates as that language writes them."""
     with translation.override(code):
-        stamps = {name: _stamp(moment) for name, moment in _moments(incident, audience).items()}
+        stamps = {name: _stamp(moment) for name, moment in moments.items()}
         return {**values, **stamps, "severity": str(incident.severity_label)}
 
 
@@ -262,6 +270,7 @@ def _variants_from_templates(
     *,
     template: MessageTemplate,
     values: dict[str, str | None],
+    moments: dict[str, datetime | None],
     incident: Incident,
     needed: list[str],
     facts_by_language: dict[str, dict],
@@ -283,7 +292,7 @@ def _variants_from_templates(
             for k, v in facts_by_language.get(sibling.language, {}).items()
         }
         local = {
-            **_in_language(values, incident, sibling.language, template.audience),
+            **_in_language(values, moments, incident, sibling.language),
             **{k: v for k, v in own.items() if v},
         }
         untranslated = frozenset(name for name in typed if not own.get(name))
@@ -347,10 +356,12 @@ def message_draft(
         raise ValidationError(errors)
     needed = audience_languages(audience)
     filled_template = ""
+    dropped: list[str] = []
     if template is not None:
-        values = incident_facts(incident=incident, audience=audience, facts=facts)
+        moments = _moments(incident, audience)
+        values = incident_facts(incident=incident, audience=audience, facts=facts, moments=moments)
         language = template.language
-        main = _in_language(values, incident, language, audience)
+        main = _in_language(values, moments, incident, language)
         subject = fill(template.subject, main)
         body = fill(template.body, main)
         filled_template = body
@@ -358,12 +369,12 @@ def message_draft(
         translations = _variants_from_templates(
             template=template,
             values=values,
+            moments=moments,
             incident=incident,
             needed=needed,
             facts_by_language=facts_by_language,
         )
     else:
-        dropped: list[str] = []
         if corrects is not None:
             # A correction reaches each reader in the language the original did: its
             # variants, to be written anew; its dropped languages stay dropped.
@@ -387,7 +398,7 @@ def message_draft(
         body=body,
         filled_template=filled_template,
         translations=translations,
-        dropped_languages=dropped if template is None else [],
+        dropped_languages=dropped,
         author=author,
         corrects=corrects,
         is_public=is_public,
@@ -471,10 +482,14 @@ def message_language_add(*, message: Message, language: str, actor: AbstractBase
         )
     variant = _unwritten()
     if message.template_id is not None:
-        values = incident_facts(incident=message.incident, audience=message.audience)
+        moments = _moments(message.incident, message.audience)
+        values = incident_facts(
+            incident=message.incident, audience=message.audience, moments=moments
+        )
         variant = _variants_from_templates(
             template=message.template,
             values=values,
+            moments=moments,
             incident=message.incident,
             needed=[language],
             facts_by_language={},
@@ -873,9 +888,7 @@ def message_send(
     message.sent_at = now
     message.sent_by = actor
     message.save()
-    counts: dict[str, int] = {}
-    for n in created:
-        counts[n.language] = counts.get(n.language, 0) + 1
+    counts = dict(Counter(n.language for n in created))
     languages = sorted(counts)
     _log(
         message,

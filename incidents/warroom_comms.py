@@ -294,13 +294,12 @@ def _variants(message: Message, form: MessageEditForm | None) -> list[Variant]:
     return rows
 
 
-def _add_language_form(message: Message, editable: bool) -> LanguageForm | None:
+def _add_language_form(message: Message, editable: bool, needed: list[str]) -> LanguageForm | None:
     """Languages the draft could gain: those the desk speaks that it has not, the
-    audience's own first; nothing to offer, no form."""
+    audience's own (``needed``) first; nothing to offer, no form."""
     if not editable:
         return None
     have = {message.language, *message.translations}
-    needed = comms.audience_languages(message.audience)
     absent = [(c, n) for c, n in settings.LANGUAGES if c not in have]
     if not absent:
         return None
@@ -321,10 +320,10 @@ class Reader:
     why: str  # "own", "dropped" or "no_variant"
 
 
-def _readers(message: Message) -> list[Reader]:
+def _readers(message: Message, needed: list[str]) -> list[Reader]:
     names = _languages()
     rows = []
-    for code in comms.audience_languages(message.audience):
+    for code in needed:
         gets = comms.language_sent(message, code)
         why = (
             "own"
@@ -350,14 +349,15 @@ def _render_message(
     edit_form = forms.get("edit") or (MessageEditForm(message=message) if editable else None)
     _annotate([message], powers, message_returns(user=request.user, incident=incident))
     is_email = message.channel == Channel.EMAIL
+    needed = comms.audience_languages(message.audience)  # read once, for two sections
     context = {
         "incident": incident,
         "message": message,
         "powers": powers,
         "variants": _variants(message, edit_form),
-        "readers": _readers(message),
+        "readers": _readers(message, needed),
         "untranslated": comms.untranslated_facts(message),
-        "add_language": forms.get("add-language") or _add_language_form(message, editable),
+        "add_language": forms.get("add-language") or _add_language_form(message, editable, needed),
         "edit_form": edit_form,
         "placeholders": MessageTemplate.PLACEHOLDERS,
         "unsaved": unsaved,
@@ -624,15 +624,15 @@ def _perform(
                 % {"at": format_when(data["at"], timezone.get_current_timezone())},
             )
         elif action == "drop-language":
-            comms.message_language_drop(message=message, language=data["language"], actor=user)
+            dropped = comms.message_language_drop(
+                message=message, language=data["language"], actor=user
+            )
             messages.success(
                 request,
                 _("%(lang)s dropped: its contacts get the %(fallback)s text.")
                 % {
                     "lang": comms.language_name(data["language"]),
-                    "fallback": comms.language_name(
-                        comms.language_sent(Message.objects.get(pk=message.pk), data["language"])
-                    ),
+                    "fallback": comms.language_name(comms.language_sent(dropped, data["language"])),
                 },
             )
         elif action == "add-language":

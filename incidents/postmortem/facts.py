@@ -98,7 +98,7 @@ def _told(incident: Incident, timeline: list[TimelineEntry]) -> dict[int, list[T
         .annotate(n=Count("id"))
         .values_list("comms_message_id", "language", "n")
     ):
-        counts[mid][code] = counts[mid].get(code, 0) + n
+        counts[mid][code] = n
     named: dict[tuple[int, str], list[str]] = defaultdict(list)
     rows = list(
         Notification.objects.filter(incident=incident, comms_message__isnull=False)
