@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.load import gunicorn, pct, wait_up  # noqa: E402 - after the path is set
+
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -40,19 +40,6 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     p.add_argument("--preload", type=int, default=2000, help="incidents in the table before")
     return p.parse_args()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(q * (len(values) - 1)))], 1)
 
 
 def main() -> None:
@@ -97,24 +84,9 @@ def main() -> None:
         for i in range(args.preload)
     )
 
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "crisisdesk.wsgi", "-w", str(args.workers),
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning"],
-        cwd=ROOT,
-        env=os.environ.copy(),
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
+    server, base = gunicorn(workers=args.workers)
     headers = {"Authorization": f"Token {token}", "Content-Type": "application/json"}
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(
-                urllib.request.Request(f"{base}/api/v1/incidents/?page_size=1", headers=headers),
-                timeout=2,
-            ).read()
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_up(f"{base}/api/v1/incidents/?page_size=1", headers=headers)
 
     timings: dict[str, list[float]] = {"open": [], "list": []}
     errors: dict[str, int] = {"open": 0, "list": 0}

@@ -26,3 +26,38 @@ def django_on_empty_database(*, database: str, prefix: str) -> None:
 
     call_command("migrate", verbosity=0, interactive=False)
     call_command("flush", verbosity=0, interactive=False)
+
+
+def paging_playbook(*, delays: tuple[int, ...], oncall):
+    """A published playbook whose escalation levels page the on-call holder of a
+    crisis-manager role, ``delays[i]`` seconds after opening; ``oncall`` holds the
+    rotation. Returns (playbook, role)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from playbooks.models import (
+        CrisisRole,
+        EscalationLevel,
+        OnCallRotation,
+        Phase,
+        Playbook,
+        PlaybookStep,
+        RotationMember,
+    )
+    from playbooks.services import playbook_publish
+
+    role = CrisisRole.objects.create(slug="crisis-manager", name="Crisis manager")
+    rotation = OnCallRotation.objects.create(
+        name="CM", role=role, starts_at=timezone.now() - timedelta(days=1), handoff_hours=24 * 90
+    )
+    RotationMember.objects.create(rotation=rotation, user=oncall, position=1)
+    playbook = Playbook.objects.create(
+        key="bench", title="Bench", scenario="service_outage", first_statement_minutes=600
+    )
+    PlaybookStep.objects.create(playbook=playbook, position=1, phase=Phase.DETECT, title="Look")
+    for position, delay in enumerate(delays, start=1):
+        EscalationLevel.objects.create(
+            playbook=playbook, position=position, delay_seconds=delay, target="role", role=role
+        )
+    return playbook_publish(playbook=playbook), role

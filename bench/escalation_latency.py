@@ -99,6 +99,9 @@ def main() -> None:
     os.environ["CRISISDESK_DATA_DIR"] = str(data_dir)
     os.environ["DJANGO_SETTINGS_MODULE"] = "crisisdesk.settings"
     os.environ["LOG_LEVEL"] = "WARNING"
+    # As in production: with DEBUG on, every e-mail's templates are read and compiled
+    # again (no cached loader) and every query's SQL is kept.
+    os.environ.setdefault("DEBUG", "false")
     if os.environ["DATABASE_URL"].startswith("postgres"):
         ensure_database(os.environ["DATABASE_URL"])
 
@@ -114,15 +117,6 @@ def main() -> None:
     from incidents import notify, services
     from incidents.escalation import REENQUEUE_AFTER
     from incidents.models import Incident, Notification, Timer
-    from playbooks.models import (
-        CrisisRole,
-        EscalationLevel,
-        OnCallRotation,
-        Phase,
-        Playbook,
-        PlaybookStep,
-        RotationMember,
-    )
     from tests.realstack import SmtpSink, make_beat, make_worker
 
     call_command("migrate", verbosity=0, interactive=False)
@@ -133,24 +127,11 @@ def main() -> None:
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
-    role = CrisisRole.objects.create(slug="crisis-manager", name="Crisis manager")
     user = User.objects.create_user("oncall", "oncall@example.test", "x", first_name="Noa")
-    rotation = OnCallRotation.objects.create(
-        name="CM", role=role, starts_at=timezone.now() - timedelta(days=1), handoff_hours=24 * 90
-    )
-    RotationMember.objects.create(rotation=rotation, user=user, position=1)
-    playbook = Playbook.objects.create(
-        key="bench", title="Bench", scenario="service_outage", first_statement_minutes=600
-    )
-    PlaybookStep.objects.create(playbook=playbook, position=1, phase=Phase.DETECT, title="Look")
     # Level 1 far ahead (not enqueued at opening); re-timed below. Level 2 never comes.
-    for position, delay in ((1, 7200), (2, 7200)):
-        EscalationLevel.objects.create(
-            playbook=playbook, position=position, delay_seconds=delay, target="role", role=role
-        )
-    from playbooks.services import playbook_publish
+    from bench.common import paging_playbook
 
-    playbook = playbook_publish(playbook=playbook)
+    playbook, _role = paging_playbook(delays=(7200, 7200), oncall=user)
 
     t_setup = time.time()
     for i in range(args.incidents):

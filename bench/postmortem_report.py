@@ -1,13 +1,16 @@
 """How long the post-mortem takes to build for a long crisis.
 
-Makes one incident with 5,000 timeline entries and 500 sent or published
-messages (one in ten a correction), plus escalations, role hand-overs and
-tasks, then times building the report and rendering it as HTML, Markdown
-and PDF. Targets: HTML under 1 s, PDF under 10 s. The last line printed is
-one JSON object.
+Makes one incident with 5,000 timeline entries (``--entries``) and 500 sent or
+published messages (one in ten a correction), plus escalations, role hand-overs
+and tasks, then times building the report and rendering it as HTML (the first
+page of the timeline), Markdown (the whole timeline, streamed) and PDF (bounded,
+with the whole timeline attached as CSV), after one untimed PDF (a server's first
+loads the fonts). Targets: HTML under 1 s, PDF under 2 s whatever the number of
+entries. The last line printed is one JSON object (``pdf_ms``, ``html_ms``,
+``md_ms``, ``pdf_pages``, ``peak_rss_mb``...).
 
     .venv/bin/python bench/postmortem_report.py
-    .venv/bin/python bench/postmortem_report.py --entries 5000 --messages 500 --repeat 5
+    .venv/bin/python bench/postmortem_report.py --entries 50000 --messages 500 --repeat 3
 
 Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/crisisdesk_bench_pm,
 created if missing; a sqlite:/// URL works too).
@@ -150,6 +153,8 @@ def main() -> None:
 
     incident = build_record(args.entries, args.messages)
 
+    # One untimed run first: a server's first PDF loads the fonts, later ones do not.
+    postmortem.report_pdf(postmortem.report_build(incident))
     build_ms, report = timed(lambda: postmortem.report_build(incident), args.repeat)
     html_ms, html = timed(
         lambda: postmortem.report_html(postmortem.report_build(incident)), args.repeat
@@ -158,25 +163,26 @@ def main() -> None:
         lambda: postmortem.report_markdown(postmortem.report_build(incident)), args.repeat
     )
     pdf_ms, pdf = timed(
-        lambda: postmortem.report_pdf(postmortem.report_build(incident)), max(1, args.repeat // 2)
+        lambda: postmortem.report_pdf(postmortem.report_build(incident)), args.repeat
     )
     import pypdfium2
 
     pages = len(pypdfium2.PdfDocument(pdf))
     result = {
         "database": connection.vendor,
-        "timeline_entries": len(report.timeline),
+        "timeline_entries": report.timeline_count,
         "messages": report.message_count,
         "corrections": report.correction_count,
         "build_ms": build_ms,
         "html_ms": html_ms,
         "html_kb": round(len(html.encode()) / 1024),
-        "markdown_ms": md_ms,
+        "md_ms": md_ms,
+        "md_kb": round(len(markdown.encode()) / 1024),
         "pdf_ms": pdf_ms,
         "pdf_pages": pages,
         "pdf_kb": round(len(pdf) / 1024),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "targets": {"html_ms": 1000, "pdf_ms": 10000},
+        "targets": {"html_ms": 1000, "pdf_ms": 2000},
     }
     print(json.dumps(result))
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
+from django_filters.fields import ModelMultipleChoiceField
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, filters, pagination, permissions, status
 from rest_framework.response import Response
@@ -93,3 +95,29 @@ def document_errors(result, generator, request, public):
             if method == "get" and "{" not in path:
                 responses.setdefault("400", {"description": "Invalid filter value"})
     return result
+
+
+# A database id is a signed 64-bit integer: a larger number is no id, and SQLite
+# cannot even be asked about it (OverflowError, a 500) before the choice is checked.
+ID_RANGE = range(-(2**63), 2**63)
+
+
+class IdsField(ModelMultipleChoiceField):
+    """Several ids of a queryset; a number out of any id's range is refused like an
+    id that is not there (the same "invalid_choice" error), never sent to the database."""
+
+    def _check_values(self, value):
+        for item in value:
+            try:
+                number = int(str(item).strip())
+            except (TypeError, ValueError):
+                continue  # not a number: the parent names it
+            if number not in ID_RANGE:
+                raise DjangoValidationError(
+                    self.error_messages["invalid_choice"], code="invalid_choice"
+                )
+        return super()._check_values(value)
+
+
+class IdsFilter(django_filters.ModelMultipleChoiceFilter):
+    field_class = IdsField

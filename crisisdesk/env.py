@@ -8,6 +8,7 @@ SQLite, is how a crisis tool loses its data on the day it is needed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from urllib.parse import urlsplit
 
@@ -67,6 +68,19 @@ def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+def env_networks(name: str, default: list[str]) -> list[str]:
+    """A comma-separated list of networks in CIDR notation (a bare address is one host)."""
+    networks = env_list(name, default)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name}: {network!r} is not a network (e.g. 10.0.0.0/8 or ::1/128)."
+            ) from None
+    return [str(ipaddress.ip_network(n, strict=False)) for n in networks]
+
+
 _DB_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql", "psql")
 
 
@@ -96,7 +110,7 @@ def env_database(name: str, default: str) -> dict:
     return config
 
 
-_BROKER_SCHEMES = ("redis", "rediss", "filesystem", "memory", "amqp", "pyamqp")
+_BROKER_SCHEMES = ("redis", "rediss", "filesystem", "memory", "amqp", "amqps", "pyamqp")
 
 
 def env_broker(name: str, default: str) -> str:
@@ -105,7 +119,8 @@ def env_broker(name: str, default: str) -> str:
     parts = urlsplit(url)
     if parts.scheme not in _BROKER_SCHEMES or "://" not in url:
         raise ImproperlyConfigured(
-            f"{name}={url!r} is not a broker URL: expected redis://host:6379/0 or filesystem://."
+            f"{name}={url!r} is not a broker URL: expected redis://host:6379/0, "
+            "amqp://user:password@host:5672/vhost or filesystem://."
         )
     try:
         parts.port  # noqa: B018

@@ -13,6 +13,7 @@ from pathlib import Path
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
+from kombu import Queue
 
 from crisisdesk.env import (
     env_bool,
@@ -21,6 +22,7 @@ from crisisdesk.env import (
     env_database,
     env_int,
     env_list,
+    env_networks,
     env_str,
 )
 
@@ -60,6 +62,17 @@ CRISISDESK_CONTACT_CHANNEL = env_str("CRISISDESK_CONTACT_CHANNEL", "")
 # marked [DRILL]); never to the audience itself.
 CRISISDESK_DRILL_MAILBOX = env_str("CRISISDESK_DRILL_MAILBOX", "drill-mailbox@localhost")
 CRISISDESK_STATUS_PAGE_URL = env_str("CRISISDESK_STATUS_PAGE_URL", "")
+# The public status page (/status/): a resolved incident stays at the top this many days,
+# then is listed under its history.
+CRISISDESK_STATUS_KEEP_DAYS = env_int("CRISISDESK_STATUS_KEEP_DAYS", 7, minimum=0)
+# The proxies in front of the web processes (CIDR list, e.g. 127.0.0.1/32 for a proxy on
+# the same machine): a request from one of them is counted against the address its
+# X-Forwarded-For names (crisisdesk/clientip.py). Empty: the header is never believed.
+CRISISDESK_TRUSTED_PROXIES = env_networks("CRISISDESK_TRUSTED_PROXIES", [])
+# Subscription requests (confirmation e-mails) per hour: per address, and per client
+# address (crisisdesk/clientip.py: behind a proxy, set CRISISDESK_TRUSTED_PROXIES).
+CRISISDESK_SUBSCRIBE_PER_ADDRESS = env_int("CRISISDESK_SUBSCRIBE_PER_ADDRESS", 3, minimum=1)
+CRISISDESK_SUBSCRIBE_PER_CLIENT = env_int("CRISISDESK_SUBSCRIBE_PER_CLIENT", 20, minimum=1)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -79,6 +92,7 @@ INSTALLED_APPS = [
     "crisisdesk.apps.CrisisDeskConfig",
     "playbooks",
     "incidents",
+    "incidents.listening.apps.ListeningConfig",
 ]
 
 MIDDLEWARE = [
@@ -132,7 +146,40 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("DB_CONN_MAX_AGE", 60, minimum=0))
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A worker host that falls off the network mid-transaction leaves its session
+    # holding row locks (an incident, a send run) that every other worker would wait
+    # on until TCP gives up (hours). No transaction of the desk waits on anything
+    # outside the database, so one idle this long is abandoned: PostgreSQL ends it
+    # and its locks go. 0: never.
+    _idle_ms = 1000 * env_int("DB_IDLE_IN_TRANSACTION_SECONDS", 60, minimum=0)
+    if _idle_ms and "postgresql" in DATABASES["default"]["ENGINE"]:
+        DATABASES["default"].setdefault("OPTIONS", {})["options"] = (
+            f"-c idle_in_transaction_session_timeout={_idle_ms}"
+        )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# One cache every process shares (the status page's rendered pages and their version,
+# the subscription rate limits): Redis when CACHE_URL names it, else files in the data
+# dir, which every web process on the machine reads.
+CACHE_URL = env_str("CACHE_URL", "")
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://")):
+        raise ImproperlyConfigured("CACHE_URL must be a redis:// or rediss:// address.")
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "crisisdesk",
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 2000},
+        }
+    }
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -184,6 +231,11 @@ if EMAIL_HOST:
 else:
     EMAIL_BACKEND = env_str("EMAIL_BACKEND", "crisisdesk.mail.EmlFileBackend")
 EMAIL_FILE_PATH = VAR_DIR / "mail"
+# Mass sends (a message to an audience) send at most this many e-mails per second to
+# one SMTP server, across every worker (a token bucket in Redis when the broker is
+# Redis; per worker process otherwise); 0: as fast as the server takes them. Pages
+# to on-call people are never held back by it (crisisdesk/ratelimit.py).
+CRISISDESK_SMTP_RATE_PER_SECOND = env_int("CRISISDESK_SMTP_RATE_PER_SECOND", 0, minimum=0)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "CrisisDesk <crisisdesk@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
@@ -209,10 +261,46 @@ elif CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     # enqueued further ahead than a minute (see incidents/escalation.py), so an
     # hour is never reached by a healthy ETA message.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+elif CELERY_BROKER_URL.startswith(("amqp://", "amqps://", "pyamqp://")):
+    # RabbitMQ: a publish returns only once the broker has the message (publisher
+    # confirms), so a task queued after commit is not lost in a socket buffer when
+    # RabbitMQ goes down; Celery's queue is a durable classic queue and its messages
+    # persistent (Celery's defaults, pinned here). Not quorum queues: Celery runs
+    # countdowns and ETAs on them only through its "native delayed delivery"
+    # (whole seconds, topic exchanges, 28 extra queues), and the engine's ETAs are
+    # to the millisecond; DEPLOYMENT.md says more. An unacknowledged message is
+    # redelivered as soon as its worker's connection drops, well inside RabbitMQ's
+    # consumer timeout (30 min) since nothing is queued more than a minute ahead.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "classic"
+    CELERY_TASK_DEFAULT_DELIVERY_MODE = "persistent"
+    # Missed heartbeats (a worker host cut off the network) close its connection, so
+    # RabbitMQ hands that worker's unacknowledged messages to the others.
+    CELERY_BROKER_HEARTBEAT = 10
+    # No remote control (`celery inspect`, `celery control`): its queue is exclusive to
+    # one connection, and a worker whose host comes back from a network cut before
+    # RabbitMQ has noticed its old connection dead could not declare it again and
+    # would exit (ResourceLocked). The desk never uses it.
+    CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Two queues, every worker takes from both: mass sends (a message's outbox written in
+# batches, its chunks of e-mails) go to "bulk", so a statement to 100,000 contacts
+# never stands in front of a page, the sweep or the dead man's switch in one queue.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery", routing_key="celery"), Queue("bulk", routing_key="bulk"))
+CELERY_TASK_ROUTES = {
+    "incidents.tasks.deliver_chunk": {"queue": "bulk", "routing_key": "bulk"},
+    "incidents.tasks.message_fanout": {"queue": "bulk", "routing_key": "bulk"},
+}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A pool process that has grown past this (resident, in KiB for Celery) is replaced
+# once its task ends: a safety net for a worker that runs for months (bench/soak.py
+# measures the growth; BENCHMARKS.md). With late acknowledgement nothing is lost.
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = 1024 * env_int(
+    "CRISISDESK_WORKER_MAX_MEMORY_MB", 400, minimum=64
+)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -220,18 +308,45 @@ CELERY_TIMEZONE = "UTC"
 CELERY_ENABLE_UTC = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# How often beat runs the escalation sweep (the bound on recovery after a lost message).
+CRISISDESK_SWEEP_SECONDS = env_int("CRISISDESK_SWEEP_SECONDS", 5, minimum=1)
+# A last sweep older than this means beat has stopped: /readyz fails and every worker
+# e-mails the crisis managers once (incidents/watchdog.py).
+CRISISDESK_SWEEP_STALE_SECONDS = env_int(
+    "CRISISDESK_SWEEP_STALE_SECONDS", 3 * CRISISDESK_SWEEP_SECONDS, minimum=1
+)
+# How often each worker checks the last sweep (its own thread, not a beat task).
+CRISISDESK_WATCHDOG_SECONDS = env_int(
+    "CRISISDESK_WATCHDOG_SECONDS", CRISISDESK_SWEEP_SECONDS, minimum=1
+)
+# An e-mail due this long ago and still not handed to the SMTP server: the outbox is stuck.
+CRISISDESK_OUTBOX_STUCK_SECONDS = env_int("CRISISDESK_OUTBOX_STUCK_SECONDS", 300, minimum=1)
+# /metrics (incidents/metrics.py): a bearer token, and/or the networks that may scrape
+# the web process directly (not through the proxy). Both refused: 403.
+CRISISDESK_METRICS_TOKEN = env_str("CRISISDESK_METRICS_TOKEN", "")
+CRISISDESK_METRICS_NETWORKS = env_networks(
+    "CRISISDESK_METRICS_NETWORKS", ["127.0.0.0/8", "::1/128"]
+)
 CELERY_BEAT_SCHEDULE: dict[str, dict] = {
     # The safety net of the timer engine (incidents/escalation.py): sends due
     # timers and stuck notifications. A sweep not started within its interval is
     # dropped, so a backlog never piles up sweeps.
     "escalation-sweep": {
         "task": "incidents.tasks.sweep",
-        "schedule": env_int("CRISISDESK_SWEEP_SECONDS", 5, minimum=1),
-        "options": {"expires": env_int("CRISISDESK_SWEEP_SECONDS", 5, minimum=1)},
+        "schedule": CRISISDESK_SWEEP_SECONDS,
+        "options": {"expires": CRISISDESK_SWEEP_SECONDS},
     },
+    # One digest a week per owner of overdue reviews; run daily so a missed
+    # Monday, or an item that falls overdue mid-week, is still told that week.
     "review-reminders": {
         "task": "playbooks.tasks.send_review_reminders",
         "schedule": crontab(hour=7, minute=0),
+    },
+    # Listening: queue the feeds due for a poll (incidents/listening/feeds.py).
+    "listening-feeds": {
+        "task": "incidents.listening.tasks.poll_due",
+        "schedule": 60,
+        "options": {"expires": 60},
     },
     # Owners of overdue post-mortem action items, once a day.
     "action-item-reminders": {
@@ -279,6 +394,11 @@ SPECTACULAR_SETTINGS = {
         "LanguageEnum": "crisisdesk.settings.LANGUAGES",
         "ChannelEnum": "playbooks.models.Channel",
         "ActionItemStatusEnum": "incidents.models.ActionItemStatus",
+        "MentionChannelEnum": "incidents.listening.models.MentionChannel",
+        "SourceKindEnum": "incidents.listening.models.Source.Kind",
+        "MentionKindEnum": "incidents.listening.models.Mention.Kind",
+        "MessageStatusEnum": "incidents.models.Message.Status",
+        "NoReplyReasonEnum": "incidents.listening.models.Mention.NoReplyReason",
     },
 }
 
@@ -298,6 +418,8 @@ LOGGING = {
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Probes and Prometheus ask the web process directly over loopback, without TLS.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000, minimum=0)

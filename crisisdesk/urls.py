@@ -9,6 +9,8 @@ from rest_framework.routers import DefaultRouter
 
 from crisisdesk.admin_tools import view_on_site
 from incidents import api as incidents_api
+from incidents import health, metrics
+from incidents.listening import api as listening_api
 from playbooks import account
 from playbooks import api as playbooks_api
 
@@ -47,11 +49,17 @@ router.register("assignments", incidents_api.AssignmentViewSet, basename="assign
 router.register("timeline", incidents_api.TimelineViewSet, basename="timeline")
 router.register("messages", incidents_api.MessageViewSet, basename="message")
 router.register("timers", incidents_api.TimerViewSet, basename="timer")
+router.register("exercises", incidents_api.ExerciseViewSet, basename="exercise")
 router.register("notifications", incidents_api.NotificationViewSet, basename="notification")
 router.register("postmortems", incidents_api.PostMortemViewSet, basename="postmortem")
 router.register("action-items", incidents_api.ActionItemViewSet, basename="actionitem")
+router.register("subscriptions", incidents_api.SubscriptionViewSet, basename="subscription")
+router.register("sources", listening_api.SourceViewSet, basename="source")
+router.register("mentions", listening_api.MentionViewSet, basename="mention")
+router.register("listening-rules", listening_api.ListeningRuleViewSet, basename="listeningrule")
 
 urlpatterns = [
+    path("api/v1/intake/<slug:slug>/", listening_api.IntakeView.as_view(), name="intake"),
     path("api/v1/", include(router.urls)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
@@ -89,11 +97,19 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    # For load balancers and monitoring: no sign-in, counts and ages only (incidents/health.py).
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    # Prometheus: a bearer token or a scraper's network (incidents/metrics.py).
+    path("metrics", metrics.metrics, name="metrics"),
     # Browsers ask for /favicon.ico whatever the page says.
     path("favicon.ico", favicon),
     path("i18n/", include("django.conf.urls.i18n")),
     path("playbooks/", include("playbooks.urls")),
     path("incidents/", include("incidents.urls")),
+    path("mentions/", include("incidents.listening.urls")),
+    # Public, no sign-in: the status page, its feeds and subscriptions.
+    path("status/", include("incidents.status_urls")),
     # After incidents.urls: /incidents/trends/ is not an incident reference.
     path("", include("incidents.warroom_urls")),
     # Before the admin's own route of the same name: objects resolved through the

@@ -17,13 +17,17 @@ from incidents import comms, postmortem, services
 from incidents.models import (
     ActionItem,
     DeliveryAttempt,
+    Exercise,
+    ExerciseParticipant,
     Incident,
+    Inject,
     Message,
     MessageRevision,
     Notification,
     PostMortem,
     PostMortemRevision,
     RoleAssignment,
+    Subscription,
     Task,
     TimelineEntry,
     Timer,
@@ -270,6 +274,25 @@ class NotificationAdmin(VisibleRowsMixin, admin.ModelAdmin):
         return False
 
 
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    """Status-page subscriptions, read here; written only by the subscriber's confirmed
+    link and removed by their unsubscribe link (incidents/subscribers.py). Only public
+    incidents can be subscribed to, so every row may be shown."""
+
+    list_display = ("contact", "incident", "confirmed_at")
+    list_filter = ("incident",)
+    search_fields = ("contact__email", "incident__reference")
+    list_select_related = ("contact", "incident")
+    readonly_fields = ("contact", "incident", "confirmed_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Timer)
 class TimerAdmin(VisibleRowsMixin, admin.ModelAdmin):
     list_display = (
@@ -288,6 +311,40 @@ class TimerAdmin(VisibleRowsMixin, admin.ModelAdmin):
     readonly_fields = [f.name for f in Timer._meta.fields]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+# ------------------------------------------------------------ exercises
+
+
+class ParticipantInline(ReadOnlyInline):
+    model = ExerciseParticipant
+    fields = ("user", "role")
+
+
+class InjectInline(ReadOnlyInline):
+    model = Inject
+    fields = ("position", "offset_seconds", "title", "text", "fired_at")
+
+
+@admin.register(Exercise)
+class ExerciseAdmin(VisibleRowsMixin, admin.ModelAdmin):
+    """Read-only here: exercises are planned and run from the war room (/exercises/),
+    through incidents/exercises.py, so the script and its timers stay in step."""
+
+    list_display = ("title", "playbook", "status", "facilitator", "started_at", "ended_at")
+    list_filter = ("status",)
+    search_fields = ("title",)
+    readonly_fields = [f.name for f in Exercise._meta.fields]
+    inlines = (ParticipantInline, InjectInline)
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
         return False
 
     def has_delete_permission(self, request, obj=None) -> bool:

@@ -11,6 +11,8 @@ admin.
 from __future__ import annotations
 
 import django_filters
+from django.contrib.auth import get_user_model
+from django.db.models import Count
 from django.forms import ModelChoiceField
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -25,18 +27,28 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
-from crisisdesk.api import FILTERS, ModelPermissions, require, service_response
-from incidents import comms, postmortem, services
+from crisisdesk.api import FILTERS, IdsFilter, ModelPermissions, require, service_response
+from incidents import comms, exercises, postmortem, services, subscribers
 from incidents.models import (
+    EXERCISE_BRIEF_MAX,
+    EXERCISE_MAX_PARTICIPANTS,
+    INJECT_TEXT_MAX,
+    MAX_INJECT_OFFSET_SECONDS,
+    MAX_INJECTS,
     ActionItem,
+    Exercise,
+    ExerciseParticipant,
     Incident,
+    Inject,
     Message,
     Notification,
     PostMortem,
     PostMortemRevision,
     RoleAssignment,
+    Subscription,
     Task,
     TimelineEntry,
     Timer,
@@ -44,15 +56,19 @@ from incidents.models import (
 from incidents.selectors import (
     action_items_visible_to,
     assignments_visible_to,
+    exercise_may_run,
+    exercises_visible_to,
     incidents_visible_to,
+    message_delivery,
     messages_visible_to,
     notifications_visible_to,
     postmortems_visible_to,
+    subscriptions_visible_to,
     tasks_visible_to,
     timeline_visible_to,
     timers_visible_to,
 )
-from playbooks.models import Playbook, StakeholderGroup
+from playbooks.models import CrisisRole, Playbook, StakeholderGroup
 
 ERRORS = {
     400: OpenApiResponse(description="Invalid input: field messages"),
@@ -93,8 +109,9 @@ class IncidentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Incident
         fields = (
-            "id", "reference", "title", "summary", "severity", "status", "category",
-            "confidential", "drill", "playbook", "first_statement_minutes", "opened_by",
+            "id", "reference", "title", "public_title", "summary", "severity", "status",
+            "category", "confidential", "drill", "playbook", "first_statement_minutes",
+            "opened_by",
             "acknowledged_by", "detected_at", "opened_at", "acknowledged_at",
             "first_statement_at", "contained_at", "resolved_at", "closed_at",
             "escalation_round", "first_paged_at", "updated_at",
@@ -118,6 +135,10 @@ class IncidentOpenSerializer(serializers.Serializer):
 class SeveritySerializer(serializers.Serializer):
     severity = serializers.IntegerField(min_value=1, max_value=4)
     reason = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class PublicTitleSerializer(serializers.Serializer):
+    public_title = serializers.CharField(max_length=300, allow_blank=True)
 
 
 class ReasonSerializer(serializers.Serializer):
@@ -207,6 +228,19 @@ class IncidentViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return self._act(
             request,
             lambda i: services.incident_change_severity(
+                incident=i, actor=request.user, **form.validated_data
+            ),
+        )
+
+    @extend_schema(request=PublicTitleSerializer, responses={200: IncidentSerializer, **ERRORS})
+    @action(detail=True, methods=["post"], url_path="public-title")
+    def public_title(self, request, pk=None):
+        """What the public status page calls the incident; empty: a neutral title."""
+        form = PublicTitleSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return self._act(
+            request,
+            lambda i: services.incident_set_public_title(
                 incident=i, actor=request.user, **form.validated_data
             ),
         )
@@ -453,6 +487,36 @@ class MessageSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class DeliverySerializer(serializers.Serializer):
+    contacts = serializers.IntegerField(help_text="The audience's contacts when it was sent.")
+    written = serializers.IntegerField(help_text="Outbox rows written so far.")
+    queued = serializers.IntegerField()
+    sending = serializers.IntegerField()
+    sent = serializers.IntegerField()
+    failed = serializers.IntegerField(help_text="Failed permanently (refused, 5xx).")
+    retrying = serializers.IntegerField(help_text="Waiting for a retry after a transient failure.")
+    cancelled = serializers.IntegerField()
+    running = serializers.BooleanField()
+    started_at = serializers.DateTimeField()
+    written_at = serializers.DateTimeField(allow_null=True)
+
+
+class MessageDetailSerializer(MessageSerializer):
+    delivery = serializers.SerializerMethodField(
+        help_text="A sent e-mail's progress, by state (null if it was never e-mailed)."
+    )
+
+    @extend_schema_field(DeliverySerializer(allow_null=True))
+    def get_delivery(self, message) -> dict | None:
+        request = self.context.get("request")
+        delivery = message_delivery(user=request and request.user, message=message)
+        return DeliverySerializer(delivery).data if delivery else None
+
+    class Meta(MessageSerializer.Meta):
+        fields = (*MessageSerializer.Meta.fields, "delivery")
+        read_only_fields = fields
+
+
 class MessageDraftSerializer(serializers.Serializer):
     incident = VisibleIncidentField()
     audience = serializers.PrimaryKeyRelatedField(queryset=StakeholderGroup.objects.all())
@@ -532,6 +596,9 @@ class MessageViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         return messages_visible_to(self.request.user).order_by("incident", "created_at", "pk")
+
+    def get_serializer_class(self):
+        return MessageDetailSerializer if self.action == "retrieve" else MessageSerializer
 
     def _respond(self, call, code=200):
         return service_response(
@@ -732,12 +799,12 @@ class NotificationFilterSet(django_filters.FilterSet):
     # Django's own "not one of the available choices" message, without the value.
     _unknown = {"invalid_choice": ModelChoiceField.default_error_messages["invalid_choice"]}
 
-    incident = django_filters.ModelMultipleChoiceFilter(
+    incident = IdsFilter(
         queryset=_visible_for_filter,
         error_messages=_unknown,
         help_text=gettext_lazy("Incident id; repeat for several: ?incident=1&incident=2."),
     )
-    incident__in = django_filters.ModelMultipleChoiceFilter(
+    incident__in = IdsFilter(
         field_name="incident",
         queryset=_visible_for_filter,
         widget=CSVWidget,
@@ -979,3 +1046,290 @@ def _action_item_filterset():
 
 
 ActionItemViewSet.filterset_class = _action_item_filterset()
+
+
+# ------------------------------------------------------------------ exercises
+
+
+class ParticipantSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ExerciseParticipant
+        fields = ("user", "role")
+
+
+class InjectSerializer(serializers.ModelSerializer):
+    due_at = serializers.SerializerMethodField(
+        help_text=gettext_lazy("When it is due on the wall clock (empty before the start).")
+    )
+
+    class Meta:
+        model = Inject
+        fields = (
+            "id",
+            "position",
+            "offset_seconds",
+            "title",
+            "text",
+            "roles",
+            "mentions",
+            "due_at",
+            "fired_at",
+        )
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_due_at(self, inject):
+        return inject.exercise.due_at(inject)
+
+
+class ExerciseSerializer(serializers.ModelSerializer):
+    incident = serializers.SlugRelatedField(slug_field="reference", read_only=True)
+    elapsed_seconds = serializers.SerializerMethodField(
+        help_text=gettext_lazy("Exercise time since the start, pauses left out.")
+    )
+    participants = ParticipantSerializer(many=True, read_only=True)
+    injects = InjectSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Exercise
+        fields = (
+            "id", "title", "playbook", "brief", "planned_start", "status", "facilitator",
+            "incident", "started_at", "paused_at", "paused_seconds", "ended_at",
+            "elapsed_seconds", "observations", "counts_as_review", "participants", "injects",
+        )  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.INT)
+    def get_elapsed_seconds(self, exercise) -> int:
+        return int(exercise.elapsed().total_seconds())
+
+
+class ParticipantInputSerializer(serializers.Serializer):
+    user = serializers.PrimaryKeyRelatedField(
+        queryset=get_user_model().objects.filter(is_active=True)
+    )
+    role = serializers.PrimaryKeyRelatedField(queryset=CrisisRole.objects.all())
+
+
+class InjectInputSerializer(serializers.Serializer):
+    offset_seconds = serializers.IntegerField(min_value=0, max_value=MAX_INJECT_OFFSET_SECONDS)
+    title = serializers.CharField(max_length=200)
+    text = serializers.CharField(max_length=INJECT_TEXT_MAX)
+    roles = serializers.PrimaryKeyRelatedField(
+        queryset=CrisisRole.objects.all(), many=True, required=False
+    )
+    mentions = serializers.JSONField(
+        required=False,
+        help_text=gettext_lazy(
+            "Sample public comments it brings into the listening inbox when it fires: "
+            "[{channel, author, text, language, sentiment}] (checked by the plan)."
+        ),
+    )
+
+
+class ExercisePlanSerializer(serializers.Serializer):
+    playbook = serializers.PrimaryKeyRelatedField(
+        queryset=Playbook.objects.filter(status=Playbook.Status.PUBLISHED)
+    )
+    title = serializers.CharField(max_length=300)
+    brief = serializers.CharField(max_length=EXERCISE_BRIEF_MAX, required=False, allow_blank=True)
+    planned_start = serializers.DateTimeField(required=False, allow_null=True)
+    participants = ParticipantInputSerializer(many=True, max_length=EXERCISE_MAX_PARTICIPANTS)
+    injects = InjectInputSerializer(
+        many=True,
+        required=False,
+        max_length=MAX_INJECTS,
+        help_text=gettext_lazy("Left out: the starter library's injects for the playbook."),
+    )
+
+
+class ExerciseEndSerializer(serializers.Serializer):
+    observations = serializers.CharField(
+        max_length=EXERCISE_BRIEF_MAX, required=False, allow_blank=True
+    )
+    counts_as_review = serializers.BooleanField(required=False, default=False)
+
+
+class InjectFireSerializer(serializers.Serializer):
+    inject = serializers.IntegerField(min_value=1, help_text=gettext_lazy("The inject's id."))
+
+
+class ExerciseViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Exercises: plan one from a playbook, start, pause, resume, fire an inject early, end.
+
+    Crisis managers see every exercise, the facilitator and participants theirs; running
+    one is for its facilitator or a crisis manager.
+    """
+
+    serializer_class = ExerciseSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_fields = ("status", "playbook")
+    ordering_fields = ("created_at", "started_at")
+    ordering = ("-created_at",)
+
+    def get_queryset(self):
+        return (
+            exercises_visible_to(self.request.user)
+            .prefetch_related("participants", "injects__roles", "injects__exercise")
+            .order_by("-created_at", "pk")
+        )
+
+    @extend_schema(request=ExercisePlanSerializer, responses={201: ExerciseSerializer, **ERRORS})
+    def create(self, request, *args, **kwargs):
+        form = ExercisePlanSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        injects = None
+        if "injects" in data:
+            injects = [
+                exercises.InjectDraft(
+                    offset_seconds=i["offset_seconds"],
+                    title=i["title"],
+                    text=i["text"],
+                    roles=i.get("roles", []),
+                    mentions=i.get("mentions", []),
+                )
+                for i in data["injects"]
+            ]
+        return service_response(
+            lambda: exercises.exercise_plan(
+                playbook=data["playbook"],
+                title=data["title"],
+                brief=data.get("brief", ""),
+                planned_start=data.get("planned_start"),
+                facilitator=request.user,
+                participants=[(p["user"], p["role"]) for p in data["participants"]],
+                injects=injects,
+            ),
+            ExerciseSerializer,
+            context=self.get_serializer_context(),
+            code=status.HTTP_201_CREATED,
+        )
+
+    def _runner(self, request) -> Exercise:
+        exercise = self.get_object()
+        if not exercise_may_run(request.user, exercise):
+            raise PermissionDenied(_("Only its facilitator or a crisis manager runs an exercise."))
+        return exercise
+
+    def _act(self, request, call):
+        exercise = self._runner(request)
+        return service_response(
+            lambda: call(exercise) and Exercise.objects.get(pk=exercise.pk),
+            ExerciseSerializer,
+            context=self.get_serializer_context(),
+        )
+
+    @extend_schema(request=None, responses={200: ExerciseSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        """Open the drill incident, call the participants in, and start the injects' clock."""
+        return self._act(
+            request, lambda e: exercises.exercise_start(exercise=e, actor=request.user)
+        )
+
+    @extend_schema(request=None, responses={200: ExerciseSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._act(
+            request, lambda e: exercises.exercise_pause(exercise=e, actor=request.user)
+        )
+
+    @extend_schema(request=None, responses={200: ExerciseSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._act(
+            request, lambda e: exercises.exercise_resume(exercise=e, actor=request.user)
+        )
+
+    @extend_schema(request=ExerciseEndSerializer, responses={200: ExerciseSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def end(self, request, pk=None):
+        form = ExerciseEndSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        return self._act(
+            request,
+            lambda e: exercises.exercise_end(exercise=e, actor=request.user, **form.validated_data),
+        )
+
+    @extend_schema(request=InjectFireSerializer, responses={200: ExerciseSerializer, **ERRORS})
+    @action(detail=True, methods=["post"])
+    def fire(self, request, pk=None):
+        """Fire an inject now, before its time (once: a second call changes nothing)."""
+        form = InjectFireSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        exercise = self._runner(request)
+        inject = Inject.objects.filter(exercise=exercise, pk=form.validated_data["inject"]).first()
+        if inject is None:
+            raise serializers.ValidationError({"inject": [_("No such inject in this exercise.")]})
+        # Not inside service_response: the fire delivers its e-mails after its own commit.
+        exercises.exercise_fire_early(exercise=exercise, inject=inject, actor=request.user)
+        exercise = self.get_queryset().get(pk=exercise.pk)
+        return Response(self.get_serializer(exercise).data)
+
+
+# ------------------------------------------------------------------ status-page subscriptions
+
+
+class SubscriptionSerializer(serializers.ModelSerializer):
+    email = serializers.EmailField(source="contact.email", read_only=True)
+    language = serializers.CharField(source="contact.language", read_only=True)
+    incident_reference = serializers.CharField(
+        source="incident.reference", read_only=True, allow_null=True, default=None
+    )
+
+    class Meta:
+        model = Subscription
+        fields = ("id", "email", "language", "incident", "incident_reference", "confirmed_at")
+        read_only_fields = fields
+
+
+class SubscriptionCountSerializer(serializers.Serializer):
+    incident = serializers.IntegerField(
+        allow_null=True, help_text=gettext_lazy("Empty: every update.")
+    )
+    incident_reference = serializers.CharField(allow_null=True)
+    subscribers = serializers.IntegerField()
+
+
+class SubscriptionViewSet(mixins.DestroyModelMixin, viewsets.ReadOnlyModelViewSet):
+    """Status-page subscriptions (crisis managers): who asked for which updates; delete
+    to unsubscribe someone (their address goes with their last subscription)."""
+
+    serializer_class = SubscriptionSerializer
+    permission_classes = [ModelPermissions]
+    filter_backends = FILTERS
+    filterset_class = scoped_filterset(Subscription, ("incident",))
+    ordering_fields = ("confirmed_at",)
+
+    def get_queryset(self):
+        return subscriptions_visible_to(self.request.user).order_by("-confirmed_at", "pk")
+
+    def perform_destroy(self, instance):
+        subscribers.subscription_delete(subscription=instance)
+
+    @extend_schema(
+        responses={200: SubscriptionCountSerializer(many=True), **ERRORS},
+        filters=False,
+        parameters=[],
+    )
+    @action(detail=False, methods=["get"], pagination_class=None, filter_backends=[])
+    def counts(self, request):
+        """How many subscribers each scope has: every update (incident empty) and each
+        incident you may see."""
+        rows = (
+            self.get_queryset()
+            .order_by()
+            .values("incident", "incident__reference")
+            .annotate(subscribers=Count("pk"))
+            .order_by("incident__reference")
+        )
+        data = [
+            {
+                "incident": row["incident"],
+                "incident_reference": row["incident__reference"],
+                "subscribers": row["subscribers"],
+            }
+            for row in rows
+        ]
+        return Response(SubscriptionCountSerializer(data, many=True).data)

@@ -28,17 +28,20 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
+from django.db.models import Count, Q
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import pgettext
 
 from crisisdesk.timefmt import format_when
-from incidents import dispatch, timers
+from incidents import dispatch, notify, selectors, statuscache, timers
 from incidents.models import (
     Incident,
     Message,
     MessageRevision,
     Notification,
     RoleAssignment,
+    SendRun,
     TimelineEntry,
     Timer,
 )
@@ -95,7 +98,11 @@ def incident_facts(
     )
     values: dict[str, str | None] = {
         "company": settings.COMPANY_NAME,
-        "incident_title": incident.title,
+        # A public audience (the status page, subscribers) reads the public title,
+        # never the internal one.
+        "incident_title": (
+            incident.public_heading if audience is not None and audience.public else incident.title
+        ),
         "incident_reference": incident.reference,
         "severity": incident.severity_label,
         **{
@@ -325,6 +332,7 @@ def message_draft(
     body: str = "",
     corrects: Message | None = None,
     is_public: bool | None = None,
+    languages: list[str] | None = None,
 ) -> Message:
     """Draft a message, from a template (filled from the incident) or from scratch.
 
@@ -335,6 +343,8 @@ def message_draft(
     marked not translated unless ``facts_by_language`` gives them. Written from
     scratch (or a correction), every other variant starts unwritten. A language
     with no template gets no variant: its contacts read the group's default.
+    ``languages`` overrides the audience's: a reply to one comment is written in the
+    commenter's language only.
     """
     errors = {}
     if channel not in Channel.values:
@@ -354,7 +364,7 @@ def message_draft(
         errors.update({field: messages[0] for field, messages in exc.message_dict.items()})
     if errors:
         raise ValidationError(errors)
-    needed = audience_languages(audience)
+    needed = languages or audience_languages(audience)
     filled_template = ""
     dropped: list[str] = []
     if template is not None:
@@ -809,16 +819,37 @@ def _cadence_restart(message: Message, now: datetime) -> None:
 
 
 def _went_out(message: Message, actor, now: datetime) -> None:
+    if message.channel == Channel.REPLY:
+        return  # an answer to one comment: neither the statement nor an audience's update
     _statement_made(message, now, actor)
     _cadence_restart(message, now)
+    if selectors.public_statements().filter(pk=message.pk).exists():
+        statuscache.status_changed()  # a statement or a correction on the status page
 
 
-def _variant(message: Message, wanted: str) -> tuple[str, str, str]:
+def message_variant(message: Message, wanted: str) -> tuple[str, str, str]:
+    """(language, subject, body) of the text a reader of ``wanted`` gets (``language_sent``)."""
     language = language_sent(message, wanted)
     if language != message.language:
         variant = message.translations[language]
         return language, variant["subject"], variant["body"]
     return message.language, message.subject, message.body
+
+
+# Contacts per outbox batch: each batch is one transaction, so memory stays bounded
+# whatever the audience's size.
+FANOUT_BATCH = 1000
+
+
+def _send_contacts(message: Message):
+    """The contacts a message is e-mailed to: its audience's, with an address; a
+    status-page subscriber only if they subscribed to everything or to this incident."""
+    contacts = Stakeholder.objects.filter(group_id=message.audience_id).exclude(email="")
+    if message.audience.kind == StakeholderGroup.Kind.SUBSCRIBERS:
+        contacts = contacts.filter(
+            Q(subscriptions__incident__isnull=True) | Q(subscriptions__incident=message.incident)
+        ).distinct()
+    return contacts
 
 
 @transaction.atomic
@@ -828,12 +859,16 @@ def message_send(
     """E-mail an approved message to every contact of its audience, each in their language.
 
     One outbox row per contact (dedupe key message + contact), so a retried
-    send writes nobody twice; delivery fans out to the workers after commit.
-    Only the audience's own contacts are written to: a confidential incident's
-    message never goes anywhere else. A drill's message reaches none of them:
-    each e-mail goes to the drill mailbox (settings.CRISISDESK_DRILL_MAILBOX),
-    marked [DRILL] and naming the contact it stands for. Every sending path
-    (now, scheduled, a correction, the admin, the API, the war room) comes here.
+    send writes nobody twice. The rows are written in batches of
+    ``FANOUT_BATCH`` contacts (``message_fanout``): the first batch here, the
+    rest by a worker after commit, so memory stays bounded whatever the
+    audience's size; delivery goes to the workers in chunks as each batch
+    commits. Only the audience's own contacts are written to: a confidential
+    incident's message never goes anywhere else. A drill's message reaches none
+    of them: each e-mail goes to the drill mailbox
+    (settings.CRISISDESK_DRILL_MAILBOX), marked [DRILL] and naming the contact
+    it stands for. Every sending path (now, scheduled, a correction, the admin,
+    the API, the war room) comes here. Returns the number of contacts.
     """
     now = now or timezone.now()
     message = _locked(message)
@@ -841,54 +876,36 @@ def message_send(
         raise ValidationError(_("Only an approved message can be sent."))
     if message.channel != Channel.EMAIL:
         raise ValidationError(_("Only e-mail messages are sent; mark others published."))
-    contacts = list(message.audience.contacts.exclude(email="").select_related("group"))
-    if not contacts:
+    contacts = _send_contacts(message)
+    last = contacts.order_by("-pk").values_list("pk", flat=True).first()
+    if last is None:
         raise ValidationError(
             _("%(group)s has no contacts with an e-mail address.")
             % {"group": message.audience.name}
         )
-    created = []
+    # Who reads which language, in one grouped query: the timeline says which
+    # variants went to how many contacts, and which languages got another's.
+    counts: Counter = Counter()
     fallbacks: dict[str, str] = {}  # a language the message lacks -> the one sent instead
+    by_language = (
+        Stakeholder.objects.filter(pk__in=contacts.values("pk"))
+        .values_list("language")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    for own, n in by_language:
+        wanted = own or message.audience.default_language
+        language = language_sent(message, wanted)
+        counts[language] += n
+        if language != wanted:
+            fallbacks.setdefault(wanted, language)
+    total = sum(counts.values())
     drill = message.incident.drill
-    for contact in contacts:
-        language, subject, body = _variant(message, contact.effective_language)
-        subject, body = personalise(subject, contact.name), personalise(body, contact.name)
-        to = contact.email
-        if drill:
-            # A drill never reaches the outside world: the drill mailbox gets each e-mail.
-            to = settings.CRISISDESK_DRILL_MAILBOX
-            subject = f"[{_('DRILL')}] {subject}"
-            body = (
-                _("DRILL: not sent to %(who)s <%(email)s>; this copy went to the drill mailbox.")
-                % {
-                    "who": contact.name,
-                    "email": contact.email,
-                }
-                + "\n\n"
-                + body
-            )
-        n = Notification(
-            incident=message.incident,
-            comms_message=message,
-            contact=contact,
-            to_email=to,
-            reason="message",
-            dedupe_key=f"msg:{message.pk}:{contact.pk}",
-            message_id=Notification.new_message_id(),
-            subject=subject[:400],
-            body_text=body,
-            language=language,
-        )
-        created.append(n)
-        if language != contact.effective_language:
-            fallbacks.setdefault(contact.effective_language, language)
-    Notification.objects.bulk_create(created, ignore_conflicts=True)
-    ids = list(Notification.objects.filter(comms_message=message).values_list("pk", flat=True))
     message.status = Message.Status.SENT
     message.sent_at = now
     message.sent_by = actor
     message.save()
-    counts = dict(Counter(n.language for n in created))
+    SendRun.objects.create(message=message, total=total, until_contact=last, started_at=now)
     languages = sorted(counts)
     _log(
         message,
@@ -904,28 +921,147 @@ def message_send(
         % {
             "who": actor_name(actor) if actor else _("CrisisDesk (scheduled)"),
             "m": _label(message),
-            "n": len(created),
+            "n": total,
             "langs": ", ".join(languages),
         },
-        recipients=len(created),
-        languages=counts,
+        recipients=total,
+        languages=dict(counts),
         fallbacks=fallbacks,
         drill=drill,
     )
     _went_out(message, actor, now)
-    dispatch.deliver_on_commit(ids)
-    return len(ids)
+    if not _fanout_batch(message.pk, now=now):
+        dispatch.fanout_on_commit(message.pk)
+    return total
+
+
+def message_fanout(*, message_id: int) -> str:
+    """Write a sent message's outbox rows, batch after batch, each in its own
+    transaction; safe to run twice or after a crash (it resumes at the last contact
+    id recorded). Run by a worker (incidents/tasks.py), re-queued by the sweep if
+    it stopped."""
+    batches = 0
+    while not _fanout_batch(message_id):
+        batches += 1
+    return f"message {message_id}: outbox written ({batches} batches)"
+
+
+def _rendered(message: Message, wanted: str, cache: dict) -> tuple[str, str, str, str, str]:
+    """(language, subject, body, footer, greeting) of a reader of ``wanted``; the parts
+    every contact of that language shares, rendered once per batch. ``greeting``
+    replaces the contact's name where the audience gave none but an address."""
+    if wanted not in cache:
+        language, subject, body = message_variant(message, wanted)
+        footer = greeting = ""
+        if message.audience.kind == StakeholderGroup.Kind.SUBSCRIBERS:
+            with translation.override(language):
+                footer = _(
+                    "You receive this because you subscribed on the status page of "
+                    "%(company)s. Unsubscribe: %(url)s"
+                )
+                # A subscriber's only name is their address: greeted neutrally, in
+                # their language, never by the address.
+                greeting = pgettext("greeting of a status-page subscriber", "subscriber")
+        cache[wanted] = (language, subject, body, footer, greeting)
+    return cache[wanted]
+
+
+@transaction.atomic
+def _fanout_batch(message_id: int, *, now: datetime | None = None) -> bool:
+    """Write the outbox rows of the next ``FANOUT_BATCH`` contacts; True when every
+    contact has its row. The send run's row is locked, so two fan-outs of one
+    message take turns; the dedupe key makes a repeated batch write nobody twice."""
+    now = now or timezone.now()
+    run = SendRun.objects.select_for_update().filter(message_id=message_id).first()
+    if run is None or run.finished_at is not None:
+        return True
+    message = Message.objects.select_related("incident", "audience").get(pk=message_id)
+    contacts = list(
+        _send_contacts(message)
+        .filter(pk__gt=run.after_contact, pk__lte=run.until_contact)
+        .select_related("group")
+        .order_by("pk")[:FANOUT_BATCH]
+    )
+    drill = message.incident.drill
+    cache: dict = {}
+    rows = []
+    for contact in contacts:
+        language, subject, body, footer, greeting = _rendered(
+            message, contact.effective_language, cache
+        )
+        name = greeting or contact.name
+        subject, body = personalise(subject, name), personalise(body, name)
+        to = contact.email
+        if drill:
+            # A drill never reaches the outside world: the drill mailbox gets each e-mail.
+            to = settings.CRISISDESK_DRILL_MAILBOX
+            subject = f"[{_('DRILL')}] {subject}"
+            body = (
+                _("DRILL: not sent to %(who)s <%(email)s>; this copy went to the drill mailbox.")
+                % {"who": contact.name, "email": contact.email}
+                + "\n\n"
+                + body
+            )
+        elif footer:
+            body += "\n\n-- \n" + footer % {
+                "company": settings.COMPANY_NAME,
+                "url": notify.unsubscribe_url(contact),
+            }
+        rows.append(
+            Notification(
+                incident=message.incident,
+                comms_message=message,
+                contact=contact,
+                to_email=to,
+                reason="message",
+                dedupe_key=f"msg:{message.pk}:{contact.pk}",
+                message_id=Notification.new_message_id(),
+                subject=subject[:400],
+                body_text=body,
+                language=language,
+                created_at=now,
+                enqueued_at=now,
+            )
+        )
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    keys = [n.dedupe_key for n in rows]
+    ids = list(
+        Notification.objects.filter(dedupe_key__in=keys, status=Notification.Status.QUEUED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    done = len(contacts) < FANOUT_BATCH
+    run.written += len(contacts)
+    run.total = max(run.total, run.written)
+    run.after_contact = run.until_contact if done else contacts[-1].pk
+    run.progress_at = now
+    run.finished_at = now if done else None
+    run.save()
+    dispatch.deliver_chunks_on_commit(ids)
+    return done
 
 
 @transaction.atomic
 def message_publish(
-    *, message: Message, actor: AbstractBaseUser, where: str, now: datetime | None = None
+    *,
+    message: Message,
+    actor: AbstractBaseUser,
+    where: str,
+    now: datetime | None = None,
+    as_reply: bool = False,
 ) -> Message:
-    """Record that an approved non-e-mail message was published: where, when, by whom."""
+    """Record that an approved non-e-mail message was published: where, when, by whom.
+
+    A reply to a public comment is published from its comment (``as_reply``, the
+    listening inbox), which records the reply's address and settles its deadline."""
     now = now or timezone.now()
     message = _locked(message)
     if message.status != Message.Status.APPROVED:
         raise ValidationError(_("Only an approved message can be published."))
+    if message.channel == Channel.REPLY and not as_reply:
+        raise ValidationError(
+            _("A reply is published from its comment in the inbox, with the reply's address.")
+        )
     if message.channel == Channel.EMAIL:
         raise ValidationError(_("E-mail messages are sent, not marked published."))
     if not (where or "").strip():

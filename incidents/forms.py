@@ -10,7 +10,16 @@ from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
 from incidents.comms import NOT_TRANSLATED, RETURN_COMMENT_MAX, markers_in
-from incidents.models import Incident, Message, Severity
+from incidents.models import (
+    EXERCISE_BRIEF_MAX,
+    EXERCISE_MAX_PARTICIPANTS,
+    INJECT_TEXT_MAX,
+    MAX_INJECT_OFFSET_SECONDS,
+    MAX_INJECTS,
+    Incident,
+    Message,
+    Severity,
+)
 from playbooks.models import (
     Channel,
     CrisisRole,
@@ -330,4 +339,103 @@ class CorrectForm(forms.Form):
         max_length=MESSAGE_BODY_MAX,
         widget=forms.Textarea(attrs={"rows": 6}),
         error_messages={"required": _("Write the correction.")},
+    )
+
+
+class SubscribeForm(forms.Form):
+    """The status page's one input: an address, a language, and optionally an incident."""
+
+    email = forms.EmailField(label=_("E-mail address"), max_length=254)
+    language = forms.ChoiceField(label=_("Language"), choices=())
+    incident = forms.CharField(max_length=32, required=False, widget=forms.HiddenInput)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["language"].choices = [
+            (code, get_language_info(code)["name_local"]) for code, _name in settings.LANGUAGES
+        ]
+
+
+# ------------------------------------------------------------------ exercises
+# The facilitator's forms (incidents/warroom_exercises.py).
+
+
+class ExercisePlanForm(forms.Form):
+    playbook = forms.ModelChoiceField(
+        label=_("Playbook"),
+        queryset=Playbook.objects.filter(status=Playbook.Status.PUBLISHED).order_by(
+            "scenario", "title"
+        ),
+        help_text=_("The published version rehearsed; its starter injects fill the script."),
+    )
+    title = forms.CharField(label=_("Title"), max_length=300)
+    brief = forms.CharField(
+        label=_("Scenario brief"),
+        required=False,
+        max_length=EXERCISE_BRIEF_MAX,
+        widget=forms.Textarea(attrs={"rows": 4}),
+        help_text=_("What the participants are told at the start."),
+    )
+    planned_start = forms.DateTimeField(
+        label=_("Planned start"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+
+
+class ParticipantForm(forms.Form):
+    user = PersonChoiceField(
+        label=_("Person"),
+        queryset=get_user_model()
+        .objects.filter(is_active=True)
+        .order_by("first_name", "last_name", "username"),
+    )
+    role = forms.ModelChoiceField(label=_("Role played"), queryset=CrisisRole.objects.all())
+
+
+class InjectForm(forms.Form):
+    offset_minutes = forms.IntegerField(
+        label=_("Minutes after the start"), min_value=0, max_value=MAX_INJECT_OFFSET_SECONDS // 60
+    )
+    title = forms.CharField(label=_("Title"), max_length=200)
+    text = forms.CharField(
+        label=_("What happens"),
+        max_length=INJECT_TEXT_MAX,
+        widget=forms.Textarea(attrs={"rows": 3}),
+    )
+    roles = forms.ModelMultipleChoiceField(
+        label=_("Reaches"),
+        queryset=CrisisRole.objects.all(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text=_("None ticked: every participant."),
+    )
+    mentions = forms.JSONField(
+        label=_("Public comments it brings"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2, "dir": "auto"}),
+        help_text=_(
+            'Into the listening inbox as drill comments when it fires: [{"channel": "review", '
+            '"author": "...", "text": "...", "language": "en", "sentiment": "negative"}].'
+        ),
+    )
+
+
+ParticipantFormSet = forms.formset_factory(
+    ParticipantForm, extra=1, can_delete=True, max_num=EXERCISE_MAX_PARTICIPANTS, validate_max=True
+)
+InjectFormSet = forms.formset_factory(
+    InjectForm, extra=1, can_delete=True, max_num=MAX_INJECTS, validate_max=True
+)
+
+
+class ExerciseEndForm(forms.Form):
+    observations = forms.CharField(
+        label=_("Facilitator's observations"),
+        required=False,
+        max_length=EXERCISE_BRIEF_MAX,
+        widget=forms.Textarea(attrs={"rows": 5}),
+    )
+    counts_as_review = forms.BooleanField(
+        label=_("This exercise counts as a review of the playbook"), required=False
     )

@@ -8,10 +8,15 @@ never deleted (every relation to one is PROTECT).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator, MaxValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Length
+from django.db.models.lookups import LessThanOrEqual
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
@@ -19,13 +24,19 @@ from simple_history.models import HistoricalRecords
 
 from crisisdesk.errors import AppendOnlyError  # noqa: F401 - re-exported for callers
 from playbooks.models import (
+    MAX_INJECT_MENTIONS,  # noqa: F401 - bounds of an exercise, with the others here
+    TEXT,
     Channel,
     CrisisRole,
     MessageTemplate,
     Playbook,
     PlaybookStep,
     Scenario,
+    Stakeholder,
     StakeholderGroup,
+    bounded,
+    inject_mentions_errors,
+    range_constraint,
 )
 
 
@@ -44,6 +55,19 @@ class Severity(models.IntegerChoices):
     SEV4 = 4, _("SEV4 – minor")
 
 
+# The public status page's title of an incident without a public title: says what
+# kind of trouble, and nothing of what the desk calls it inside.
+NEUTRAL_TITLES = {
+    Scenario.DATA_BREACH: _("Data security incident"),
+    Scenario.SOCIAL_MEDIA_STORM: _("Public statement"),
+    Scenario.NEGATIVE_REVIEWS: _("Customer feedback"),
+    Scenario.SERVICE_OUTAGE: _("Service disruption"),
+    Scenario.PRODUCT_RECALL: _("Product safety notice"),
+    Scenario.LEGAL_REGULATORY: _("Regulatory matter"),
+    Scenario.OTHER: _("Service notice"),
+}
+
+
 class Incident(models.Model):
     class Status(models.TextChoices):
         OPEN = "open", _("Open – not acknowledged")
@@ -56,6 +80,19 @@ class Incident(models.Model):
 
     reference = models.CharField(_("reference"), max_length=32, unique=True, editable=False)
     title = models.CharField(_("title"), max_length=300)
+    # What the public status page, its feeds and subscribers' e-mails call the
+    # incident: the internal title never leaves the desk (empty: a neutral title
+    # from the category, ``public_heading``).
+    public_title = models.CharField(
+        _("public title"),
+        max_length=300,
+        blank=True,
+        default="",
+        help_text=_(
+            "Shown on the public status page instead of the title. Empty: a neutral "
+            "title from the category."
+        ),
+    )
     summary = models.TextField(_("what happened"), blank=True)
     severity = models.PositiveSmallIntegerField(
         _("severity"), choices=Severity.choices, default=Severity.SEV2
@@ -144,9 +181,47 @@ class Incident(models.Model):
             # Serves the war-room list: active incidents, newest first.
             models.Index(fields=("status", "-opened_at"), name="incident_status_opened_idx"),
         ]
+        constraints = [
+            models.CheckConstraint(
+                # max_length is the bound on PostgreSQL; this one holds on SQLite too.
+                condition=LessThanOrEqual(Length("public_title"), 300),
+                name="incident_public_title_bounded",
+            ),
+        ]
+
+    # What the public status page shows of an incident: a change to any of these
+    # writes a new status-page version (statuscache.on_incident_saved).
+    PUBLIC_FIELDS = (
+        "public_title", "category", "status", "resolved_at", "closed_at", "confidential",
+        "drill",
+    )  # fmt: skip
 
     def __str__(self) -> str:
         return f"{self.reference} {self.title}"
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance.public_snapshot_take()
+        return instance
+
+    def public_snapshot_take(self) -> None:
+        """Remember what the public sees now (loaded, or just saved)."""
+        self._public_snapshot = tuple(self.__dict__.get(name) for name in self.PUBLIC_FIELDS)
+
+    def public_changed(self) -> bool:
+        """Whether what the public sees differs from when it was loaded or last saved
+        (True for an incident never loaded: nothing to compare with)."""
+        before = getattr(self, "_public_snapshot", None)
+        return before != tuple(self.__dict__.get(name) for name in self.PUBLIC_FIELDS)
+
+    @property
+    def public_heading(self) -> str:
+        """The title the public reads: the public title, else a neutral one from the
+        category; never the internal title."""
+        return self.public_title or str(
+            NEUTRAL_TITLES.get(self.category, NEUTRAL_TITLES[Scenario.OTHER])
+        )
 
     @property
     def is_active(self) -> bool:
@@ -324,6 +399,7 @@ class TimelineEntry(models.Model):
         DEADLINE = "deadline", _("Deadline")
         MESSAGE = "message", _("Message")
         ROLL_CALL = "roll_call", _("Roll call")
+        INJECT = "inject", _("Exercise inject")
         NOTE = "note", _("Note")
         CORRECTION = "correction", _("Correction")
 
@@ -388,6 +464,11 @@ class Timer(models.Model):
         TASK_DUE = "task_due", _("Task due")
         MESSAGE_SEND = "message_send", _("Scheduled message")
         ROLL_CALL = "roll_call", _("Roll-call window")
+        INJECT = "inject", _("Exercise inject")
+        REPLY_WARNING = "reply_warning", _("Reply to a comment due soon")
+        REPLY_DEADLINE = "reply_deadline", _("Reply to a comment due")
+
+    REPLY_KINDS = (Kind.REPLY_WARNING, Kind.REPLY_DEADLINE)
 
     class State(models.TextChoices):
         PENDING = "pending", _("Pending")
@@ -439,6 +520,24 @@ class Timer(models.Model):
         blank=True,
         related_name="timers",
     )
+    # Exercise inject timers: the inject they fire (incidents/exercises.py).
+    inject = models.ForeignKey(
+        "Inject",
+        verbose_name=_("exercise inject"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="timers",
+    )
+    # Reply timers: the public comment awaiting its reply (incidents/listening/inbox.py).
+    mention = models.ForeignKey(
+        "listening.Mention",
+        verbose_name=_("mention"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="timers",
+    )
     created_at = models.DateTimeField(_("created"), default=timezone.now)
     enqueued_at = models.DateTimeField(_("last enqueued"), null=True, blank=True)
     fired_at = models.DateTimeField(_("fired"), null=True, blank=True)
@@ -460,6 +559,20 @@ class Timer(models.Model):
                 fields=("assignment", "level"),
                 condition=Q(kind="roll_call"),
                 name="timer_roll_call_window_unique",
+            ),
+            # One pending timer per inject: pausing cancels it, resuming writes the next,
+            # firing early moves it; an inject can never wait on two timers at once.
+            models.UniqueConstraint(
+                fields=("inject",),
+                condition=Q(kind="inject", state="pending"),
+                name="timer_inject_one_pending",
+            ),
+            # One pending warning and one pending deadline per comment: marking it again
+            # cancels the old ones first.
+            models.UniqueConstraint(
+                fields=("mention", "kind"),
+                condition=Q(kind__in=("reply_warning", "reply_deadline"), state="pending"),
+                name="timer_reply_one_pending",
             ),
             models.CheckConstraint(
                 condition=Q(state="pending", fired_at__isnull=True) | ~Q(state="pending"),
@@ -582,6 +695,55 @@ class Notification(models.Model):
     def new_message_id() -> str:
         domain = settings.DEFAULT_FROM_EMAIL.rsplit("@", 1)[-1].strip("> ") or "crisisdesk"
         return f"<{uuid.uuid4().hex}@{domain}>"
+
+
+class SendRun(models.Model):
+    """The fan-out of one sent message: how far writing its outbox rows has got.
+
+    ``comms.message_send`` creates it with the audience's size and highest contact
+    id at that instant; ``comms.message_fanout`` writes the rows in batches of
+    contacts ordered by id and records the last id written after each batch, so a
+    fan-out that died resumes where it stopped (the rows' unique dedupe key makes a
+    batch written twice write nobody twice). ``progress_at`` moves with every
+    batch written and every chunk delivered: the sweep re-queues a fan-out or a
+    delivery whose progress stopped (incidents/escalation.py).
+    """
+
+    message = models.OneToOneField(
+        "Message", verbose_name=_("message"), on_delete=models.PROTECT, related_name="send_run"
+    )
+    total = models.PositiveIntegerField(_("contacts"))
+    written = models.PositiveIntegerField(_("outbox rows written"), default=0)
+    # Contacts with an id above until_contact joined the audience after the send.
+    until_contact = models.PositiveBigIntegerField(_("last contact id at sending"))
+    after_contact = models.PositiveBigIntegerField(_("contacts written up to id"), default=0)
+    started_at = models.DateTimeField(_("started"), default=timezone.now)
+    progress_at = models.DateTimeField(_("last progress"), default=timezone.now)
+    finished_at = models.DateTimeField(_("outbox written"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("send run")
+        verbose_name_plural = _("send runs")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(written__lte=F("total")), name="sendrun_written_le_total"
+            ),
+            models.CheckConstraint(
+                condition=Q(after_contact__lte=F("until_contact")),
+                name="sendrun_after_le_until",
+            ),
+        ]
+        indexes = [
+            # Serves the sweep: fan-outs still writing.
+            models.Index(
+                fields=("progress_at",),
+                condition=Q(finished_at__isnull=True),
+                name="sendrun_unfinished_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.message_id}: {self.written}/{self.total}"
 
 
 class DeliveryAttempt(models.Model):
@@ -1027,5 +1189,322 @@ class IdempotencyKey(models.Model):
         return self.key
 
 
+class SweepRun(models.Model):
+    """The last run of each periodic sweep: one row per kind, updated in place.
+
+    In the database, not in a process's memory, so every web process and worker on
+    every machine reads the same answer to "when did beat last sweep?" (/readyz,
+    /metrics and the dead man's switch, incidents/watchdog.py).
+    """
+
+    class Kind(models.TextChoices):
+        ESCALATION = "escalation", _("Escalation sweep")
+
+    kind = models.CharField(_("kind"), max_length=24, choices=Kind.choices, unique=True)
+    started_at = models.DateTimeField(_("last started"))
+    finished_at = models.DateTimeField(_("last finished"), null=True, blank=True)
+    # Of the last finished run; a sweep longer than a day is a sweep that hung.
+    duration_ms = models.PositiveIntegerField(
+        _("duration (ms)"), default=0, validators=[MaxValueValidator(86_400_000)]
+    )
+    runs = models.PositiveBigIntegerField(_("runs"), default=0)
+
+    class Meta:
+        verbose_name = _("sweep run")
+        verbose_name_plural = _("sweep runs")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(duration_ms__lte=86_400_000), name="sweeprun_duration_bounded"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} @ {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Subscription(models.Model):
+    """What a status-page subscriber asked for: every update, or one incident's.
+
+    The subscriber is a contact of the *subscribers* stakeholder group (one per
+    address), so the communications timeline sends to them like to any audience;
+    ``comms.message_send`` reaches only those whose scope covers the message's
+    incident. Written only when the e-mailed confirmation link is used (double
+    opt-in): an address nobody confirmed is stored nowhere.
+    """
+
+    contact = models.ForeignKey(
+        Stakeholder,
+        verbose_name=_("subscriber"),
+        on_delete=models.CASCADE,
+        related_name="subscriptions",
+    )
+    incident = models.ForeignKey(
+        Incident,
+        verbose_name=_("incident"),
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="subscriptions",
+        help_text=_("Empty: every update on the status page."),
+    )
+    confirmed_at = models.DateTimeField(_("confirmed"), default=timezone.now)
+
+    class Meta:
+        ordering = ("contact", "confirmed_at")
+        verbose_name = _("status-page subscription")
+        verbose_name_plural = _("status-page subscriptions")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("contact", "incident"), name="subscription_contact_incident_unique"
+            ),
+            # NULLs are distinct in a unique constraint: "everything" once per contact.
+            models.UniqueConstraint(
+                fields=("contact",),
+                condition=Q(incident__isnull=True),
+                name="subscription_contact_all_unique",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = self.incident.reference if self.incident_id else _("all updates")
+        return f"{self.contact.email}: {scope}"
+
+
+# ------------------------------------------------------------------ exercises
+
+# Bounds of an exercise (every door: forms, API, services; and the database).
+EXERCISE_BRIEF_MAX = 10_000
+EXERCISE_MAX_PARTICIPANTS = 50
+INJECT_TEXT_MAX = 4_000
+MAX_INJECTS = 100
+MAX_INJECT_OFFSET_SECONDS = 24 * 60 * 60  # the script of one exercise spans a day at most
+
+
+def validate_inject_mentions(value) -> None:
+    errors = inject_mentions_errors(value)
+    if errors:
+        raise ValidationError(errors)
+
+
+class Exercise(models.Model):
+    """A rehearsal of a playbook: a scenario, its participants, and a script of injects.
+
+    Planned, then started (which opens a drill incident from the playbook version),
+    paused and resumed any number of times, and ended. Its clock runs from
+    ``started_at`` and stands still while paused (``paused_seconds``). Written by
+    incidents/exercises.py; the injects fire through the timer engine.
+    """
+
+    class Status(models.TextChoices):
+        PLANNED = "planned", pgettext_lazy("exercise status", "Planned")
+        RUNNING = "running", pgettext_lazy("exercise status", "Running")
+        PAUSED = "paused", pgettext_lazy("exercise status", "Paused")
+        ENDED = "ended", pgettext_lazy("exercise status", "Ended")
+
+    playbook = models.ForeignKey(
+        Playbook,
+        verbose_name=_("playbook version"),
+        on_delete=models.PROTECT,
+        related_name="exercises",
+    )
+    title = models.CharField(_("title"), max_length=300, validators=TEXT)
+    brief = models.TextField(
+        _("scenario brief"),
+        blank=True,
+        validators=[*TEXT, MaxLengthValidator(EXERCISE_BRIEF_MAX)],
+    )
+    planned_start = models.DateTimeField(_("planned start"), null=True, blank=True)
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PLANNED
+    )
+    facilitator = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("facilitator"),
+        on_delete=models.PROTECT,
+        related_name="facilitated_exercises",
+    )
+    incident = models.OneToOneField(
+        Incident,
+        verbose_name=_("drill incident"),
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="exercise",
+    )
+    started_at = models.DateTimeField(_("started"), null=True, blank=True)
+    paused_at = models.DateTimeField(_("paused"), null=True, blank=True)
+    paused_seconds = models.PositiveIntegerField(_("time paused (seconds)"), default=0)
+    ended_at = models.DateTimeField(_("ended"), null=True, blank=True)
+    observations = models.TextField(
+        _("facilitator's observations"),
+        blank=True,
+        validators=[*TEXT, MaxLengthValidator(EXERCISE_BRIEF_MAX)],
+    )
+    counts_as_review = models.BooleanField(_("counts as a review of the playbook"), default=False)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+
+    class Meta:
+        ordering = ("-created_at", "-pk")
+        verbose_name = _("exercise")
+        verbose_name_plural = _("exercises")
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="planned") | Q(started_at__isnull=False, incident__isnull=False),
+                name="exercise_started_has_incident",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="paused", paused_at__isnull=False)
+                | (~Q(status="paused") & Q(paused_at__isnull=True)),
+                name="exercise_paused_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="ended", ended_at__isnull=False) | ~Q(status="ended"),
+                name="exercise_ended_has_time",
+            ),
+            models.CheckConstraint(
+                condition=Q(LessThanOrEqual(Length("brief"), EXERCISE_BRIEF_MAX))
+                & Q(LessThanOrEqual(Length("observations"), EXERCISE_BRIEF_MAX)),
+                name="exercise_text_bounded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def elapsed(self, now: datetime | None = None) -> timedelta:
+        """Exercise time: since the start, the pauses left out (zero before the start)."""
+        if self.started_at is None:
+            return timedelta(0)
+        until = self.ended_at or self.paused_at or now or timezone.now()
+        return max(timedelta(0), until - self.started_at - timedelta(seconds=self.paused_seconds))
+
+    def due_at(self, inject: Inject) -> datetime | None:
+        """When an inject is due on the wall clock, as things stand (None before the start)."""
+        if self.started_at is None:
+            return None
+        return self.started_at + timedelta(seconds=self.paused_seconds + inject.offset_seconds)
+
+
+class ExerciseParticipant(models.Model):
+    """A person taking part in an exercise, in the crisis role they play."""
+
+    exercise = models.ForeignKey(
+        Exercise,
+        verbose_name=_("exercise"),
+        on_delete=models.CASCADE,
+        related_name="participants",
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        verbose_name=_("person"),
+        on_delete=models.PROTECT,
+        related_name="exercise_parts",
+    )
+    role = models.ForeignKey(
+        CrisisRole, verbose_name=_("role played"), on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("exercise", "role__sort_order", "pk")
+        verbose_name = _("participant")
+        verbose_name_plural = _("participants")
+        constraints = [
+            models.UniqueConstraint(fields=("exercise", "user"), name="participant_once"),
+            # A role has one holder on the drill incident (RoleAssignment's rule).
+            models.UniqueConstraint(fields=("exercise", "role"), name="participant_role_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.user}"
+
+
+class Inject(models.Model):
+    """One timed event of an exercise's script: what happens, when, and whom it reaches."""
+
+    exercise = models.ForeignKey(
+        Exercise, verbose_name=_("exercise"), on_delete=models.CASCADE, related_name="injects"
+    )
+    position = models.PositiveIntegerField(_("position"), validators=bounded(1, MAX_INJECTS))
+    # Seconds, so a test (or a very short rehearsal) can run a script in seconds; the
+    # pages and the library speak minutes.
+    offset_seconds = models.PositiveIntegerField(
+        _("offset from the start (seconds)"),
+        validators=bounded(0, MAX_INJECT_OFFSET_SECONDS),
+    )
+    title = models.CharField(_("title"), max_length=200, validators=TEXT)
+    text = models.TextField(
+        _("what happens"), validators=[*TEXT, MaxLengthValidator(INJECT_TEXT_MAX)]
+    )
+    # Empty: every participant. Otherwise the participants playing these roles.
+    roles = models.ManyToManyField(
+        CrisisRole,
+        verbose_name=_("reaches the roles"),
+        blank=True,
+        related_name="+",
+        help_text=_("Empty: every participant."),
+    )
+    # Sample public comments the inject brings into the listening inbox when it fires
+    # (tied to the drill's incident, never evaluated against the listening rules).
+    mentions = models.JSONField(
+        _("public comments it brings"),
+        default=list,
+        blank=True,
+        validators=[validate_inject_mentions],
+    )
+    fired_at = models.DateTimeField(_("fired"), null=True, blank=True)
+
+    class Meta:
+        ordering = ("exercise", "offset_seconds", "position")
+        verbose_name = _("inject")
+        verbose_name_plural = _("injects")
+        constraints = [
+            models.UniqueConstraint(fields=("exercise", "position"), name="inject_position_unique"),
+            range_constraint("position", 1, MAX_INJECTS, "inject_position_range"),
+            range_constraint("offset_seconds", 0, MAX_INJECT_OFFSET_SECONDS, "inject_offset_range"),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("text"), INJECT_TEXT_MAX),
+                name="inject_text_bounded",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def offset_minutes(self) -> float:
+        return self.offset_seconds / 60
+
+
 # Importable names for the OpenAPI schema's enum names (SPECTACULAR_SETTINGS).
 ActionItemStatus = ActionItem.Status
+
+
+class RateCount(models.Model):
+    """How many requests one key (a hashed address or client) made in one window.
+
+    Counted in the database, not the cache: ``UPDATE ... SET n = n + 1 WHERE n < limit``
+    on this row is atomic on every database, where the file cache (the default) has no
+    atomic increment. Rows of past windows are deleted as new ones come.
+    """
+
+    key = models.CharField(_("key"), max_length=64)  # sha256 hex of the limit's name
+    window = models.PositiveBigIntegerField(_("window"))  # Unix time // window length
+    n = models.PositiveIntegerField(_("requests"), default=0)
+
+    class Meta:
+        verbose_name = _("rate count")
+        verbose_name_plural = _("rate counts")
+        constraints = [
+            # Serves the claim: one row per key and window.
+            models.UniqueConstraint(fields=("key", "window"), name="ratecount_key_window_unique"),
+            models.CheckConstraint(
+                condition=LessThanOrEqual(Length("key"), 64), name="ratecount_key_bounded"
+            ),
+        ]
+        indexes = [
+            # Serves the clean-up of past windows.
+            models.Index(fields=("window",), name="ratecount_window_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}… {self.window}: {self.n}"

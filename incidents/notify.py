@@ -46,7 +46,10 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import socket
+import struct
 import zoneinfo
+from collections import defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -57,19 +60,25 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
+from crisisdesk import ratelimit
 from crisisdesk.mail import Email
-from incidents import acklinks, dispatch, rollcall
+from incidents import acklinks, dispatch, rollcall, sublinks
 from incidents.models import (
     DeliveryAttempt,
+    Exercise,
+    ExerciseParticipant,
     Incident,
+    Inject,
     Notification,
     RoleAssignment,
+    SendRun,
     Task,
     TimelineEntry,
     Timer,
 )
-from playbooks.models import CrisisRole
+from playbooks.models import CrisisRole, Stakeholder, StakeholderGroup
 from playbooks.oncall import oncall_holder
 from playbooks.people import person_locale
 
@@ -96,6 +105,21 @@ GIVE_UP_AFTER = timedelta(hours=24)
 
 def absolute(path: str) -> str:
     return f"{settings.SITE_URL}{path}"
+
+
+def unsubscribe_url(contact: Stakeholder) -> str:
+    """A status-page subscriber's unsubscribe link (incidents/subscribers.py)."""
+    return absolute(sublinks.unsubscribe_path(contact_id=contact.pk, email=contact.email))
+
+
+def is_subscriber_message(n: Notification) -> bool:
+    """A communications message written to a status-page subscriber (not a drill copy)."""
+    message = n.comms_message
+    return (
+        message is not None
+        and message.audience.kind == StakeholderGroup.Kind.SUBSCRIBERS
+        and not (n.incident is not None and n.incident.drill)
+    )
 
 
 def incident_url(incident: Incident) -> str:
@@ -126,7 +150,56 @@ def render_email(
     return " ".join(subject.split()), text, html
 
 
-def _create(
+def drill_people_ids(incident: Incident) -> set[int] | None:
+    """Whom a drill may e-mail (None: anyone, it is no drill).
+
+    A drill reaches only its own people: an exercise's participants; a drill
+    opened without an exercise, the people who hold a role on it now and
+    whoever opened it. Every e-mail to a person goes through ``_create``, which
+    asks this, so escalation pages, roll calls, reminders and injects of a drill
+    never reach the real on-call people outside it.
+    """
+    if not incident.drill:
+        return None
+    if Exercise.objects.filter(incident=incident).exists():
+        return set(
+            ExerciseParticipant.objects.filter(exercise__incident=incident).values_list(
+                "user_id", flat=True
+            )
+        )
+    allowed = set(
+        RoleAssignment.objects.filter(incident=incident, relieved_at__isnull=True).values_list(
+            "user_id", flat=True
+        )
+    )
+    if incident.opened_by_id is not None:
+        allowed.add(incident.opened_by_id)
+    return allowed
+
+
+def drill_reachable(incident: Incident, people: list) -> list:
+    """``people`` less those a drill may not reach (all of them for a real incident)."""
+    allowed = drill_people_ids(incident)
+    if allowed is None:
+        return list(people)
+    return [p for p in people if p.pk in allowed]
+
+
+def _create(**fields) -> Notification | None:
+    """``_build``'s row (its arguments), written now; None if a drill may not reach
+    the person or they were told this already."""
+    n = _build(**fields)
+    if n is None:
+        return None
+    try:
+        with transaction.atomic():
+            n.save(force_insert=True)
+            return n
+    except IntegrityError:
+        return None  # this person was already told this, for this reason
+
+
+def _build(
     *,
     incident: Incident,
     timer: Timer | None,
@@ -136,9 +209,16 @@ def _create(
     template: str,
     context: dict,
     role_assignment: RoleAssignment | None = None,
+    locale: tuple[str, str] | None = None,
 ) -> Notification | None:
+    """One outbox row, rendered and not yet written (None: a drill may not reach them).
+
+    ``locale``: the person's (language, zone) when the caller looked it up already.
+    """
+    if not drill_reachable(incident, [person]):
+        return None  # a drill never e-mails anyone outside it (drill_people_ids)
     message_id = Notification.new_message_id()
-    language, zone = person_locale(person)
+    language, zone = locale or person_locale(person)
     context = {
         **context,
         "tz": context.get("tz") or zone,
@@ -160,23 +240,60 @@ def _create(
             }
         )
     subject, text, html = render_email(template, context, language=language, zone=zone)
-    try:
-        with transaction.atomic():
-            return Notification.objects.create(
-                incident=incident,
-                timer=timer,
-                role_assignment=role_assignment,
-                recipient=person,
-                to_email=person.email,
-                reason=reason,
-                dedupe_key=dedupe_key,
-                message_id=message_id,
-                subject=subject[:400],
-                body_text=text,
-                body_html=html,
-            )
-    except IntegrityError:
-        return None  # this person was already told this, for this reason
+    return Notification(
+        incident=incident,
+        timer=timer,
+        role_assignment=role_assignment,
+        recipient=person,
+        to_email=person.email,
+        reason=reason,
+        dedupe_key=dedupe_key,
+        message_id=message_id,
+        subject=subject[:400],
+        body_text=text,
+        body_html=html,
+    )
+
+
+def notifications_write(rows: list[Notification]) -> list[int]:
+    """Write rendered outbox rows in one statement; the ids of those written.
+
+    A row whose dedupe key is taken already (this person was told this, for this
+    reason) is left out, as ``_create`` leaves it out one row at a time. Called
+    inside the transaction that decided them, with their incidents locked, so no
+    other writer can take a key between the look-up and the insert (one that did
+    would fail the whole transaction, which is then retried: nothing is half-written).
+    """
+    taken = set(
+        Notification.objects.filter(dedupe_key__in=[n.dedupe_key for n in rows]).values_list(
+            "dedupe_key", flat=True
+        )
+    )
+    fresh: list[Notification] = []
+    for n in rows:
+        if n.dedupe_key not in taken:
+            taken.add(n.dedupe_key)
+            fresh.append(n)
+    return [n.pk for n in Notification.objects.bulk_create(fresh)]
+
+
+def paged_before(incidents: list[Incident]) -> dict[int, list[tuple[int, str]]]:
+    """Everyone each incident has paged this time it was open, as (person id, name),
+    in one query whatever the number of incidents (a batch of fires asks for many)."""
+    opened = {i.pk: i.opened_at for i in incidents}
+    rows = Notification.objects.filter(incident__in=list(opened), reason="escalation").values_list(
+        "incident_id",
+        "created_at",
+        "recipient_id",
+        "recipient__first_name",
+        "recipient__last_name",
+        "recipient__username",
+    )
+    earlier: dict[int, list[tuple[int, str]]] = {pk: [] for pk in opened}
+    for incident_id, created_at, person_id, first, last, username in rows:
+        if created_at >= opened[incident_id]:
+            earlier[incident_id].append((person_id, f"{first} {last}".strip() or username))
+    return earlier
 
 
 def escalation_notifications(
@@ -188,24 +305,24 @@ def escalation_notifications(
     people: list,
     now: datetime,
     next_level_at: datetime | None,
-) -> list[int]:
-    """One page per person, rendered now, inside the firing transaction.
+    earlier: list[tuple[int, str]] | None = None,
+    locales: dict[int, tuple[str, str]] | None = None,
+) -> list[Notification]:
+    """One page per person, rendered now, inside the firing transaction; the rows are
+    returned unwritten (``notifications_write`` writes them, with the batch's others).
 
     The body is written once and every resend (at least once, same Message-ID)
     carries it unchanged, so it states what stands at this instant: the incident
     row is locked by the fire and read in this transaction, so a first statement
     already made is reported as made (and when), one not made yet as due (and when);
     ``next_level_at`` is the time of the next level's timer the fire writes.
+    ``earlier``: ``paged_before`` of this incident, when the caller read it already;
+    ``locales``: a person id -> (language, zone) memo shared by the batch.
     """
-    earlier = list(
-        Notification.objects.filter(
-            incident=incident, reason="escalation", created_at__gte=incident.opened_at
-        )
-        .exclude(recipient__in=people)
-        .select_related("recipient")
-        .values_list("recipient__first_name", "recipient__last_name", "recipient__username")
-    )
-    already = sorted({(f"{f} {lname}".strip() or u) for f, lname, u in earlier})
+    if earlier is None:
+        earlier = paged_before([incident])[incident.pk]
+    paging = {p.pk for p in people}
+    already = sorted({name for person_id, name in earlier if person_id not in paging})
     statement_due = (
         None
         if incident.first_statement_at
@@ -225,9 +342,12 @@ def escalation_notifications(
         # The zone times are shown in (None: the desk's, settings.TIME_ZONE).
         "tz": None,
     }
-    created = []
+    locales = {} if locales is None else locales
+    rows = []
     for person in people:
-        n = _create(
+        if person.pk not in locales:
+            locales[person.pk] = person_locale(person)
+        n = _build(
             incident=incident,
             timer=timer,
             person=person,
@@ -235,10 +355,11 @@ def escalation_notifications(
             dedupe_key=f"esc:{incident.pk}:{timer.round}:{cycle}:{level}:{person.pk}",
             template="escalation",
             context=context,
+            locale=locales[person.pk],
         )
         if n is not None:
-            created.append(n.pk)
-    return created
+            rows.append(n)
+    return rows
 
 
 def _role_people(incident: Incident, role_slugs: tuple[str, ...], at: datetime) -> list:
@@ -271,35 +392,58 @@ def deadline_notifications(
         "minutes": incident.first_statement_minutes,
         "now": now,
     }
-    created = []
-    for person in _role_people(incident, role_slugs, now):
-        n = _create(
-            incident=incident,
-            timer=timer,
-            person=person,
-            reason=timer.kind,
-            dedupe_key=f"{timer.kind}:{timer.pk}:{person.pk}",
-            template="statement_deadline",
-            context=context,
-        )
-        if n is not None:
-            created.append(n.pk)
-    return created
+    return _each(
+        _role_people(incident, role_slugs, now),
+        incident=incident, timer=timer, reason=timer.kind, template="statement_deadline",
+        context=context,
+    )  # fmt: skip
 
 
 def cadence_notifications(
     *, incident: Incident, timer: Timer, every: int, now: datetime
 ) -> list[int]:
     context = {"audience": timer.audience, "every": every, "now": now}
+    return _each(
+        _role_people(incident, ("communications-lead",), now),
+        incident=incident, timer=timer, reason="update_cadence", template="update_due",
+        context=context,
+    )  # fmt: skip
+
+
+def reply_due_notifications(
+    *,
+    incident: Incident,
+    timer: Timer,
+    role_slugs: tuple[str, ...],
+    extra_people: tuple = (),
+    context: dict,
+) -> list[int]:
+    """A public comment's reply is due soon, or overdue (the listening inbox's timers): the
+    incident's holders of ``role_slugs`` (or their on-call holders) and ``extra_people``
+    (whoever the comment is assigned to), each once."""
+    people = _role_people(incident, role_slugs, timer.fired_at or timezone.now())
+    people += [p for p in extra_people if p.is_active and p.email and p not in people]
+    return _each(
+        people,
+        incident=incident, timer=timer, reason=timer.kind, template="reply_due",
+        context={**context, "missed": timer.kind == Timer.Kind.REPLY_DEADLINE},
+    )  # fmt: skip
+
+
+def _each(
+    people, *, incident: Incident, timer: Timer, reason: str, template: str, context: dict
+) -> list[int]:
+    """One e-mail of ``template`` per person for this timer (deduplicated per timer and
+    person); the ids of those written."""
     created = []
-    for person in _role_people(incident, ("communications-lead",), now):
+    for person in people:
         n = _create(
             incident=incident,
             timer=timer,
             person=person,
-            reason="update_cadence",
-            dedupe_key=f"update_cadence:{timer.pk}:{person.pk}",
-            template="update_due",
+            reason=reason,
+            dedupe_key=f"{reason}:{timer.pk}:{person.pk}",
+            template=template,
             context=context,
         )
         if n is not None:
@@ -363,12 +507,40 @@ def activation_notification(
     return n.pk if n else None
 
 
+INJECT = "inject"
+
+
+def inject_notifications(
+    *, incident: Incident, timer: Timer, inject: Inject, people: list, now: datetime
+) -> list[int]:
+    """An exercise inject, to each participant it reaches: one per (inject, person)."""
+    created = []
+    for person in people:
+        if not person.is_active or not person.email:
+            continue
+        n = _create(
+            incident=incident,
+            timer=timer,
+            person=person,
+            reason=INJECT,
+            dedupe_key=f"{INJECT}:{inject.pk}:{person.pk}",
+            template=INJECT,
+            context={"inject": inject, "exercise": inject.exercise, "now": now},
+        )
+        if n is not None:
+            created.append(n.pk)
+    return created
+
+
 # ------------------------------------------------------------------ delivery
 
 
 def deliver_now(ids: list[int]) -> None:
-    for pk in ids:
-        notification_deliver(notification_id=pk)
+    """Deliver what a fire just wrote, in this process, over one SMTP connection per
+    ``dispatch.CHUNK`` rows (``chunk_deliver``: each row still claimed, re-checked and
+    marked sent on its own)."""
+    for chunk in dispatch.chunks(list(ids)):
+        chunk_deliver(ids=chunk)
 
 
 def _backoff(attempts: int) -> timedelta:
@@ -403,6 +575,8 @@ def escalations_cancel(*, incident: Incident, reason: str) -> int:
 def _unwanted(n: Notification) -> str:
     """Why this notification must not go out any more ("" if it is still wanted)."""
     incident = n.incident
+    if is_subscriber_message(n) and n.contact is None:
+        return _("The subscriber unsubscribed before this was sent.")
     if n.reason in (ACTIVATION, ROLL_CALL_CHASE) and n.role_assignment is not None:
         assignment = n.role_assignment
         if incident is not None and not incident.is_active:
@@ -414,6 +588,8 @@ def _unwanted(n: Notification) -> str:
         if n.reason == ROLL_CALL_CHASE and assignment.answer != RoleAssignment.Answer.PENDING:
             return _("The roll call was answered before this reminder was sent.")
         return ""
+    if n.reason == INJECT and incident is not None and not incident.is_active:
+        return _("The exercise ended before this was sent.")
     if n.reason != "escalation" or incident is None:
         return ""
     if incident.status != Incident.Status.OPEN:
@@ -432,25 +608,60 @@ def _unwanted(n: Notification) -> str:
 
 def notification_deliver(*, notification_id: int, now: datetime | None = None) -> str:
     now = now or timezone.now()
+    until = now + lease()
     claimed = Notification.objects.filter(
         pk=notification_id, status=Notification.Status.QUEUED, next_attempt_at__lte=now
-    ).update(
-        status=Notification.Status.SENDING, lease_until=now + lease(), attempts=F("attempts") + 1
-    )
+    ).update(status=Notification.Status.SENDING, lease_until=until, attempts=F("attempts") + 1)
     if claimed != 1:
         return f"notification {notification_id}: not queued or not due"
-    n = Notification.objects.select_related(
-        "incident", "incident__acknowledged_by", "timer", "role_assignment"
-    ).get(pk=notification_id)
+    n = Notification.objects.select_related(*_RELATED).get(pk=notification_id)
     why = _unwanted(n)
     if why:
-        Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+        _held(n.pk, until).update(
             status=Notification.Status.CANCELLED,
             cancel_reason=why[:200],
             lease_until=None,
             attempts=F("attempts") - 1,  # claimed, never attempted
         )
         return f"notification {n.pk}: cancelled ({why})"
+    message = _email(n)
+    # The connection is opened here and closed only after the row is marked sent:
+    # closing it (QUIT) waits for the server, and must not sit between its
+    # acceptance and our commit.
+    connection = get_connection()
+    try:
+        connection.open()
+        message.connection = connection
+        message.send()
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+        _abort(connection)
+        return _failed(n, exc, now=timezone.now(), until=until)
+    # The server accepted it: record that first, in its own transaction, nothing else.
+    done = timezone.now()
+    _held(n.pk, until).update(
+        status=Notification.Status.SENT, sent_at=done, lease_until=None, last_error=""
+    )
+    _close_quietly(connection)
+    DeliveryAttempt.objects.create(notification=n, at=done, ok=True)
+    log.info("e-mail sent to %s: %s", n.to_email, n.subject)
+    return f"notification {n.pk}: sent"
+
+
+def _held(pk: int | list[int], until: datetime):
+    """The row(s) still claimed by the caller: sending, under the lease it set.
+
+    A claim is the lease's end, to the microsecond. A worker cut off the network
+    mid-send may come back after its lease ran out and the sweep handed the row to
+    another worker; every later write of the first one (renew, sent, retry, cancel)
+    then finds nothing, so it neither steals the row back nor sends it a second
+    time nor puts it back in the queue.
+    """
+    rows = Notification.objects.filter(status=Notification.Status.SENDING, lease_until=until)
+    return rows.filter(pk__in=pk) if isinstance(pk, list) else rows.filter(pk=pk)
+
+
+def _email(n: Notification) -> Email:
+    """The e-mail of one outbox row, with its stable Message-ID."""
     message = Email(
         subject=n.subject,
         body=n.body_text,
@@ -461,30 +672,197 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
             # Why it was sent (escalation, activation, message...): for mail filters.
             "X-CrisisDesk-Reason": n.reason,
             "Auto-Submitted": "auto-generated",
+            **_unsubscribe_headers(n),
         },
     )
     if n.body_html:
         message.attach_alternative(n.body_html, "text/html")
-    # The connection is opened here and closed only after the row is marked sent:
-    # closing it (QUIT) waits for the server, and must not sit between its
-    # acceptance and our commit.
-    connection = get_connection()
-    try:
-        connection.open()
-        message.connection = connection
-        message.send()
-    except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
-        _close_quietly(connection)
-        return _failed(n, exc, now=timezone.now())
-    # The server accepted it: record that first, in its own transaction, nothing else.
-    done = timezone.now()
-    Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
-        status=Notification.Status.SENT, sent_at=done, lease_until=None, last_error=""
+    return message
+
+
+_RELATED = (
+    "incident",
+    "incident__acknowledged_by",
+    "timer",
+    "role_assignment",
+    "comms_message__audience",
+    "contact",
+)
+
+
+def chunk_deliver(*, ids: list[int], now: datetime | None = None) -> str:
+    """Deliver many notifications over one SMTP connection (a mass send's chunk, or
+    the pages a batch of fires wrote).
+
+    The same steps as ``notification_deliver`` for each row: the rows still queued
+    and due are claimed together (a lease, renewed while the chunk runs); each is
+    re-checked, handed to the server, and marked sent in its own short transaction
+    as soon as the server accepts it. A refused recipient or a 5xx reply fails
+    that row permanently (recorded, not retried) and the connection goes on; a
+    dropped connection or a 4xx puts that row back in the queue with back-off and
+    the next row opens a new connection.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        mine = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=ids, status=Notification.Status.QUEUED, next_attempt_at__lte=now)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        # The lease's end, to the microsecond, marks this claim as ours: where rows are
+        # not locked (SQLite), a second claimant's update finds them no longer queued.
+        until = now + lease()
+        Notification.objects.filter(pk__in=mine, status=Notification.Status.QUEUED).update(
+            status=Notification.Status.SENDING,
+            lease_until=until,
+            attempts=F("attempts") + 1,
+        )
+    rows = list(
+        Notification.objects.select_related(*_RELATED)
+        .filter(pk__in=mine, status=Notification.Status.SENDING, lease_until=until)
+        .order_by("pk")
     )
+    if not rows:
+        return f"chunk of {len(ids)}: nothing queued and due"
+    renewed = timezone.now()
+    connection = None
+    sent: list[DeliveryAttempt] = []
+    outcome = {"sent": 0, "failed": 0, "retry": 0, "cancelled": 0}
+    held = {n.pk for n in rows}
+    given_up: list[Notification] = []
+    try:
+        for i, n in enumerate(rows):
+            time_now = timezone.now()
+            if time_now - renewed > lease() / 3:
+                # A slow chunk keeps its claim on the rows it has not sent yet, and
+                # learns which it lost (its lease ran out and the sweep took them).
+                rest = [r.pk for r in rows[i:]]
+                renewal = time_now + lease()
+                _held(rest, until).update(lease_until=renewal)
+                until, renewed = renewal, time_now
+                held = set(_held(rest, until).values_list("pk", flat=True))
+            if n.pk not in held:
+                outcome["lost to another worker"] = outcome.get("lost to another worker", 0) + 1
+                continue
+            why = _unwanted(n)
+            if why:
+                _held(n.pk, until).update(
+                    status=Notification.Status.CANCELLED,
+                    cancel_reason=why[:200],
+                    lease_until=None,
+                    attempts=F("attempts") - 1,
+                )
+                outcome["cancelled"] += 1
+                continue
+            try:
+                if connection is None:
+                    connection = get_connection()
+                    connection.open()
+                if n.comms_message_id is not None:
+                    # Only a message's mass send is paced; a page never waits behind it.
+                    ratelimit.wait_turn()
+                connection.send_messages([_email(n)])
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
+                if not _is_permanent(exc) and connection is not None:
+                    # Dropped, refused or 4xx: the next row starts on a new connection.
+                    _abort(connection)
+                    connection = None
+                result = _failed(
+                    n,
+                    exc,
+                    now=timezone.now(),
+                    until=until,
+                    given_up=given_up if n.comms_message_id else None,
+                )
+                outcome["failed" if "permanently" in result else "retry"] += 1
+                continue
+            # The server accepted it: record that first, in its own transaction.
+            done = timezone.now()
+            _held(n.pk, until).update(
+                status=Notification.Status.SENT, sent_at=done, lease_until=None, last_error=""
+            )
+            sent.append(DeliveryAttempt(notification=n, at=done, ok=True))
+            outcome["sent"] += 1
+    finally:
+        if connection is not None:
+            _close_quietly(connection)
+        DeliveryAttempt.objects.bulk_create(sent)
+        _failures_record(given_up, now=timezone.now())
+        message_ids = {n.comms_message_id for n in rows if n.comms_message_id}
+        if message_ids:
+            # The sweep tells a stalled mass send from a long queue by this.
+            SendRun.objects.filter(message_id__in=message_ids).update(progress_at=timezone.now())
+    return f"chunk of {len(ids)}: " + ", ".join(f"{k} {v}" for k, v in outcome.items())
+
+
+# How many of a chunk's undeliverable addresses its timeline entry names.
+FAILURES_NAMED = 3
+
+
+def _failures_record(rows: list[Notification], *, now: datetime) -> None:
+    """One timeline entry per message for the e-mails of a chunk that failed for good:
+    how many, the first few addresses and errors; every one is on its outbox row and
+    in the message's delivery figures."""
+    by_message: dict[int, list[Notification]] = defaultdict(list)
+    for n in rows:
+        if n.incident_id:
+            by_message[n.comms_message_id].append(n)
+    for message_id, failed in by_message.items():
+        named = "; ".join(f"{n.to_email}: {n.last_error}" for n in failed[:FAILURES_NAMED])
+        if len(failed) > FAILURES_NAMED:
+            named += " …"
+        TimelineEntry.objects.create(
+            incident_id=failed[0].incident_id,
+            kind=TimelineEntry.Kind.DELIVERY,
+            at=now,
+            text=ngettext(
+                "%(count)s e-mail of message #%(id)s could not be delivered: %(named)s",
+                "%(count)s e-mails of message #%(id)s could not be delivered: %(named)s",
+                len(failed),
+            )
+            % {"count": len(failed), "id": message_id, "named": named},
+            data={
+                "message_id": message_id,
+                "permanent": True,
+                "failed": len(failed),
+                "notification_ids": [n.pk for n in failed],
+            },
+        )
+
+
+def _unsubscribe_headers(n: Notification) -> dict[str, str]:
+    """RFC 8058 one-click unsubscribe on every e-mail to a status-page subscriber: mail
+    programs POST ``List-Unsubscribe=One-Click`` to the link, which unsubscribes."""
+    if not is_subscriber_message(n) or n.contact is None:
+        return {}
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url(n.contact)}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def _abort(connection) -> None:
+    """Drop an SMTP connection whose exchange failed, throwing away what is still unsent.
+
+    A send that timed out because the network went (a worker host cut off) may leave
+    the e-mail's data in the kernel's send buffer. Closed normally, the kernel would
+    still deliver it, with the final dot, whenever the network came back: after the
+    lease ran out and another worker sent the e-mail, so a second copy. Closed with
+    SO_LINGER 0 it is a reset and the buffer is discarded. (An e-mail the server had
+    already received before the network went, its reply lost, still comes twice with
+    the same Message-ID: RFC 1047.)
+    """
+    smtp = getattr(connection, "connection", None)
+    sock = getattr(smtp, "sock", None)
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        except OSError:
+            pass  # already closed
+        smtp.sock = smtp.file = None  # so the backend's close() sends nothing more
     _close_quietly(connection)
-    DeliveryAttempt.objects.create(notification=n, at=done, ok=True)
-    log.info("e-mail sent to %s: %s", n.to_email, n.subject)
-    return f"notification {n.pk}: sent"
 
 
 def _close_quietly(connection) -> None:
@@ -494,7 +872,22 @@ def _close_quietly(connection) -> None:
         log.warning("closing the SMTP connection failed", exc_info=True)
 
 
-def _failed(n: Notification, exc: Exception, *, now: datetime) -> str:
+def _failed(
+    n: Notification,
+    exc: Exception,
+    *,
+    now: datetime,
+    until: datetime,
+    given_up: list[Notification] | None = None,
+) -> str:
+    """Record a failed attempt; fail the row (permanent) or queue its retry, if this
+    caller still holds its claim (``until``: the lease it set).
+
+    A row failed for good is told on its incident's timeline, one entry per e-mail;
+    with ``given_up`` (a chunk of a message's send) it is added there instead, and
+    the chunk writes one entry for all of them (``_failures_record``): a statement to
+    100,000 contacts with a thousand dead addresses is not a thousand entries.
+    """
     error = f"{type(exc).__name__}: {exc}"[:1000]
     permanent = _is_permanent(exc) or (now - n.created_at > GIVE_UP_AFTER)
     with transaction.atomic():
@@ -502,10 +895,13 @@ def _failed(n: Notification, exc: Exception, *, now: datetime) -> str:
             notification=n, at=now, ok=False, error=error, permanent=permanent
         )
         if permanent:
-            Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+            failed = _held(n.pk, until).update(
                 status=Notification.Status.FAILED, lease_until=None, last_error=error
             )
-            if n.incident_id:
+            if failed and given_up is not None:
+                n.last_error = error
+                given_up.append(n)
+            elif failed and n.incident_id:
                 TimelineEntry.objects.create(
                     incident_id=n.incident_id,
                     kind=TimelineEntry.Kind.DELIVERY,
@@ -517,12 +913,14 @@ def _failed(n: Notification, exc: Exception, *, now: datetime) -> str:
             return f"notification {n.pk}: failed permanently ({error})"
         log.warning("e-mail to %s failed, will retry: %s", n.to_email, error)
         retry_at = now + _backoff(n.attempts)
-        Notification.objects.filter(pk=n.pk, status=Notification.Status.SENDING).update(
+        queued = _held(n.pk, until).update(
             status=Notification.Status.QUEUED,
             lease_until=None,
             last_error=error,
             next_attempt_at=retry_at,
             enqueued_at=now,
         )
+    if not queued:
+        return f"notification {n.pk}: its lease ran out; another worker has it ({error})"
     dispatch.send(dispatch.DELIVER_NOTIFICATION, n.pk, eta=retry_at)
     return f"notification {n.pk}: will retry at {retry_at:%H:%M:%S} ({error})"

@@ -35,17 +35,24 @@ VIEW_CONFIDENTIAL = "incidents.view_confidential_incident"
 ASSIGNED_PERM = "incidents.view_incident"
 # The notification reason that makes its recipient one of "the people paged about it".
 PAGE_REASON = "escalation"
+# The group whose members run the desk: they see everything and are told when beat stops.
+CRISIS_MANAGERS = "Crisis managers"
 
-_APPS = ("incidents", "playbooks")
+_APPS = ("incidents", "playbooks", "listening")
 
 
 def _all(qs):
     return qs
 
 
+# Not for every reader: every confidential incident, the public's e-mail addresses
+# (status-page subscriptions: crisis managers only) and the rate-limit counts.
+NOT_FOR_READERS = ("view_confidential_incident", "view_subscription", "view_ratecount")
+
+
 def _view_all(qs):
-    # Every "view_" permission except seeing every confidential incident.
-    return qs.filter(codename__startswith="view_").exclude(codename="view_confidential_incident")
+    # Every "view_" permission except those above.
+    return qs.filter(codename__startswith="view_").exclude(codename__in=NOT_FOR_READERS)
 
 
 def _codenames(*names: str):
@@ -61,7 +68,7 @@ def _codenames(*names: str):
 
 # Group name -> how to pick its permissions out of the two apps' permissions.
 GROUPS = {
-    "Crisis managers": [_all],
+    CRISIS_MANAGERS: [_all],
     "Responders": [
         _view_all,
         _codenames(
@@ -70,6 +77,8 @@ GROUPS = {
             "incidents.acknowledge_incident",
             "incidents.change_task",
             "incidents.add_timelineentry",
+            "listening.add_mention",
+            "listening.change_mention",
             "incidents.add_roleassignment",
             "incidents.change_roleassignment",
             "incidents.add_postmortem",
@@ -84,6 +93,8 @@ GROUPS = {
             "incidents.add_message",
             "incidents.change_message",
             "incidents.add_timelineentry",
+            "listening.add_mention",
+            "listening.change_mention",
             "playbooks.add_stakeholder",
             "playbooks.change_stakeholder",
             "playbooks.add_messagetemplate",
@@ -106,7 +117,7 @@ GROUPS = {
 
 # Which group a crisis role's holders belong to in the demo desk.
 ROLE_GROUPS = {
-    "crisis-manager": "Crisis managers",
+    "crisis-manager": CRISIS_MANAGERS,
     "communications-lead": "Communications",
     "spokesperson": "Communications",
     "legal-counsel": "Legal",

@@ -9,17 +9,21 @@ exports. What a selector leaves out answers exactly like a row that does not exi
 
 from __future__ import annotations
 
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
 from guardian.shortcuts import get_objects_for_user
 
 from incidents.models import (
     ActionItem,
+    Exercise,
+    ExerciseParticipant,
     Incident,
     Message,
     MessageRevision,
     Notification,
     PostMortem,
     RoleAssignment,
+    SendRun,
+    Subscription,
     Task,
     TimelineEntry,
     Timer,
@@ -49,6 +53,28 @@ def incident_messages(
     if status:
         qs = qs.filter(status=status)
     return qs
+
+
+def public_statements() -> QuerySet[Message]:
+    """What the public status page, its feeds and its cache may show: the one rule.
+
+    A statement is public when its incident is neither confidential nor a drill, it
+    went out (sent or published), it is a public statement (not an internal one) and
+    its audience is public (``StakeholderGroup.public``). Nobody signs in to read it,
+    so no person's permissions widen or narrow it.
+    """
+    return Message.objects.filter(
+        incident__confidential=False,
+        incident__drill=False,
+        status__in=Message.FINAL,
+        is_public=True,
+        audience__public=True,
+    )
+
+
+def public_incidents() -> QuerySet[Incident]:
+    """Incidents with at least one public statement (``public_statements``)."""
+    return Incident.objects.filter(Exists(public_statements().filter(incident=OuterRef("pk"))))
 
 
 def incidents_visible_to(user) -> QuerySet[Incident]:
@@ -124,6 +150,41 @@ def timeline_visible_to(user) -> QuerySet[TimelineEntry]:
     return TimelineEntry.objects.filter(incident__in=incidents_visible_to(user))
 
 
+EXERCISE_MANAGE_PERM = "incidents.change_exercise"
+
+
+def exercises_visible_to(user) -> QuerySet[Exercise]:
+    """The exercises this person may see: every one for those who may run any (crisis
+    managers); otherwise those they facilitate or take part in."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Exercise.objects.none()
+    qs = Exercise.objects.select_related("playbook", "facilitator", "incident")
+    if user.is_superuser or user.has_perm(EXERCISE_MANAGE_PERM):
+        return qs
+    taking_part = ExerciseParticipant.objects.filter(exercise=OuterRef("pk"), user=user)
+    return qs.filter(Q(facilitator=user) | Exists(taking_part))
+
+
+def exercise_may_run(user, exercise: Exercise) -> bool:
+    """Start, pause, resume, fire early, end, edit: its facilitator or a crisis manager."""
+    return bool(
+        user.is_authenticated
+        and user.is_active
+        and (exercise.facilitator_id == user.pk or user.has_perm(EXERCISE_MANAGE_PERM))
+    )
+
+
+def subscriptions_visible_to(user) -> QuerySet[Subscription]:
+    """Status-page subscriptions: to every update, or to an incident this person may
+    see. A subscription is made only to a public incident, but one that became
+    confidential since stays as hidden as the incident."""
+    if user is None or not user.is_authenticated or not user.is_active:
+        return Subscription.objects.none()
+    return Subscription.objects.filter(
+        Q(incident__isnull=True) | Q(incident__in=incidents_visible_to(user))
+    ).select_related("contact", "incident")
+
+
 def incident_comms(*, user, incident: Incident) -> QuerySet[Message]:
     """An incident's messages as this person may see them, for the war room's
     communications panel: oldest first, with the people and the corrections each
@@ -169,6 +230,38 @@ def message_latest_entry(*, user, message: Message) -> TimelineEntry | None:
     )
 
 
+def message_delivery(*, user, message: Message) -> dict | None:
+    """How far a sent message's e-mails have got, for the war room and the API: its
+    contacts and the outbox rows written so far, and the rows by state in one grouped
+    query (``retrying``: queued again after a transient failure; ``failed``: failed
+    permanently). ``running`` while anything is still to be written or sent. None
+    for a message never e-mailed, or one this person may not see."""
+    run = SendRun.objects.filter(message__in=messages_visible_to(user), message=message).first()
+    if run is None:
+        return None
+    counts = {"queued": 0, "sending": 0, "sent": 0, "failed": 0, "retrying": 0, "cancelled": 0}
+    rows = (
+        Notification.objects.filter(comms_message=message)
+        .values_list("status")
+        .annotate(n=Count("pk"), retrying=Count("pk", filter=Q(attempts__gt=0)))
+        .order_by()
+    )
+    for status, n, retrying in rows:
+        if status == Notification.Status.QUEUED:
+            counts["retrying"] += retrying
+            n -= retrying
+        counts[status] = counts.get(status, 0) + n
+    return {
+        "contacts": run.total,
+        "written": run.written,
+        **counts,
+        "running": run.finished_at is None
+        or bool(counts["queued"] + counts["sending"] + counts["retrying"]),
+        "started_at": run.started_at,
+        "written_at": run.finished_at,
+    }
+
+
 def incident_templates(incident: Incident) -> QuerySet[MessageTemplate]:
     """The message templates of the playbook version an incident runs, and only those."""
     if incident.playbook_id is None:
@@ -195,6 +288,7 @@ def incident_cadences(incident: Incident) -> QuerySet[UpdateCadence]:
 # (admin form fields, the admin's view-on-site shortcut).
 VISIBLE_BY_MODEL = {
     Incident: incidents_visible_to,
+    Exercise: exercises_visible_to,
     Message: messages_visible_to,
     PostMortem: postmortems_visible_to,
     ActionItem: action_items_visible_to,
@@ -203,4 +297,5 @@ VISIBLE_BY_MODEL = {
     Task: tasks_visible_to,
     RoleAssignment: assignments_visible_to,
     TimelineEntry: timeline_visible_to,
+    Subscription: subscriptions_visible_to,
 }

@@ -102,8 +102,12 @@ def incident_open(
     actor: AbstractBaseUser | None = None,
     idempotency_key: str = "",
     now: datetime | None = None,
+    assign_on_call: bool = True,
 ) -> Incident:
     """Open an incident and start its playbook, once per idempotency key.
+
+    ``assign_on_call=False`` leaves the roles unheld (an exercise assigns its own
+    participants instead of the real on-call people).
 
     1. With an ``idempotency_key`` (a client's retry token, kept per person): if this
        person used the key before, return that incident, marked ``replayed``, read
@@ -117,7 +121,7 @@ def incident_open(
         return _incident_open(
             title=title, severity=severity, playbook=playbook, category=category,
             summary=summary, confidential=confidential, drill=drill,
-            detected_at=detected_at, actor=actor, now=now,
+            detected_at=detected_at, actor=actor, now=now, assign_on_call=assign_on_call,
         )  # fmt: skip
     if actor is None or len(key) > 200:
         raise ValidationError(
@@ -131,7 +135,7 @@ def incident_open(
             incident = _incident_open(
                 title=title, severity=severity, playbook=playbook, category=category,
                 summary=summary, confidential=confidential, drill=drill,
-                detected_at=detected_at, actor=actor, now=now,
+                detected_at=detected_at, actor=actor, now=now, assign_on_call=assign_on_call,
             )  # fmt: skip
             IdempotencyKey.objects.create(user=actor, key=key, incident=incident)
     except IntegrityError:
@@ -168,6 +172,7 @@ def _incident_open(
     detected_at: datetime | None,
     actor: AbstractBaseUser | None,
     now: datetime | None,
+    assign_on_call: bool = True,
 ) -> Incident:
     """Open an incident and start its playbook.
 
@@ -235,7 +240,11 @@ def _incident_open(
         data={"playbook_id": playbook.pk if playbook else None, "drill": drill},
     )
 
-    holders = _assign_roles(incident=incident, playbook=playbook, now=now, actor=actor)
+    holders = (
+        _assign_roles(incident=incident, playbook=playbook, now=now, actor=actor)
+        if assign_on_call
+        else {}
+    )
     new_timers: list[Timer] = []
     if playbook is not None:
         for step in playbook.steps.select_related("role").order_by("position"):
@@ -447,6 +456,24 @@ def incident_change_severity(
         + (_(" Escalation level 1 is paged now, without its delay.") if brought_forward else ""),
         data={"from": old, "to": severity, "level_1_brought_forward": bool(brought_forward)},
     )
+    return incident
+
+
+@transaction.atomic
+def incident_set_public_title(
+    *, incident: Incident, public_title: str, actor: AbstractBaseUser | None
+) -> Incident:
+    """Set what the public status page calls the incident (empty: a neutral title from
+    its category). The status page's cache follows (statuscache.on_incident_saved)."""
+    public_title = (public_title or "").strip()
+    limit = Incident._meta.get_field("public_title").max_length
+    if len(public_title) > limit:
+        raise ValidationError({"public_title": _("At most %(n)s characters.") % {"n": limit}})
+    incident = _locked(incident)
+    if incident.public_title == public_title:
+        return incident
+    incident.public_title = public_title
+    incident.save(update_fields=["public_title", "updated_at"])
     return incident
 
 
@@ -876,6 +903,8 @@ def _role_pass_on(
         )
     )
     nxt = rotation_next(role=assignment.role, after=assignment.user, exclude=asked)
+    if nxt is not None and not notify.drill_reachable(incident, [nxt]):
+        nxt = None  # a drill never calls in anyone outside it (notify.drill_people_ids)
     who, role = actor_name(assignment.user), assignment.role.name
     data = {
         "assignment_id": assignment.pk,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -81,7 +81,8 @@ def communications(request: HttpRequest, reference: str) -> HttpResponse:
         "incidents/communications.html",
         {
             "incident": incident,
-            "messages": messages,
+            # Not "messages": base.html shows the messages framework's notices by that name.
+            "comms_messages": messages,
             "filters": filters,
             "audiences": sorted(audiences.items(), key=lambda kv: kv[1]),
             "channels": Channel.choices,
@@ -111,7 +112,8 @@ def _visible_incident(request: HttpRequest, reference: str) -> Incident:
 def postmortem_page(request: HttpRequest, reference: str) -> HttpResponse:
     incident = _visible_incident(request, reference)
     report = postmortem.report_build(incident)
-    context = postmortem.report_context(report)
+    # The timeline shows a page at a time; a page number out of range shows the last.
+    context = postmortem.report_context(report, timeline_page=request.GET.get("timeline", 1))
     context["revisions"] = (
         list(report.postmortem.revisions.select_related("published_by"))
         if report.postmortem
@@ -123,8 +125,9 @@ def postmortem_page(request: HttpRequest, reference: str) -> HttpResponse:
 @_perm("incidents.view_postmortem")
 def postmortem_markdown(request: HttpRequest, reference: str) -> HttpResponse:
     incident = _visible_incident(request, reference)
-    text = postmortem.report_markdown(postmortem.report_build(incident))
-    response = HttpResponse(text, content_type="text/markdown; charset=utf-8")
+    # Streamed: the timeline is read from the database a chunk at a time.
+    chunks = postmortem.report_markdown_chunks(postmortem.report_build(incident))
+    response = StreamingHttpResponse(chunks, content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{incident.reference}-postmortem.md"'
     return response
 

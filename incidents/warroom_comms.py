@@ -56,6 +56,7 @@ from incidents.selectors import (
     incident_comms,
     incident_templates,
     incidents_visible_to,
+    message_delivery,
     message_latest_entry,
     message_returns,
 )
@@ -369,7 +370,10 @@ def _render_message(
         "publish_form": forms.get("publish")
         or (
             PublishForm()
-            if message.status == status.APPROVED and powers.change and not is_email
+            # A reply to a comment is published from the comment (the inbox records where).
+            if message.status == status.APPROVED
+            and powers.change
+            and message.channel not in (Channel.EMAIL, Channel.REPLY)
             else None
         ),
         "schedule_form": forms.get("schedule")
@@ -379,6 +383,7 @@ def _render_message(
             else None
         ),
         "may_send": message.status == status.APPROVED and powers.change and is_email,
+        "delivery": message_delivery(user=request.user, message=message) if is_email else None,
         "time_zone": timezone.get_current_timezone_name(),
         "correct_form": forms.get("correct")
         or (

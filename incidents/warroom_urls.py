@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from incidents import warroom, warroom_comms
+from incidents import warroom, warroom_comms, warroom_exercises
 
 app_name = "warroom"
 urlpatterns = [
@@ -29,6 +29,21 @@ urlpatterns = [
         name="task_complete",
     ),
     path("incidents/<str:reference>/do/<slug:action>/", warroom.incident_action, name="action"),
+    # Exercises (incidents/warroom_exercises.py).
+    path("exercises/", warroom_exercises.exercise_list, name="exercises"),
+    path("exercises/new/", warroom_exercises.exercise_new, name="exercise_new"),
+    path("exercises/<int:pk>/", warroom_exercises.exercise_page, name="exercise"),
+    path("exercises/<int:pk>/edit/", warroom_exercises.exercise_edit, name="exercise_edit"),
+    path(
+        "exercises/<int:pk>/do/<slug:action>/",
+        warroom_exercises.exercise_action,
+        name="exercise_action",
+    ),
+    path(
+        "exercises/<int:pk>/injects/<int:inject_id>/fire/",
+        warroom_exercises.inject_fire,
+        name="inject_fire",
+    ),
     # Communications (incidents/warroom_comms.py).
     path(
         "incidents/<str:reference>/messages/new/",

@@ -204,6 +204,9 @@ class PlaybookAdmin(AuditHistoryAdmin):
                     "escalation_repeat_count",
                     "page_at_once_max_severity",
                     "roll_call_minutes",
+                    "reply_minutes",
+                    "reply_warn_minutes",
+                    "reply_deadlines",
                 )
             },
         ),
@@ -623,8 +626,10 @@ class CsvImportForm(UploadForm):
 @admin.register(StakeholderGroup)
 class StakeholderGroupAdmin(AuditHistoryAdmin):
     form = GroupForm
-    list_display = ("name", "slug", "kind", "priority", "default_language", "contact_count")
-    list_filter = ("kind", "default_language")
+    list_display = (
+        "name", "slug", "kind", "priority", "default_language", "public", "contact_count",
+    )  # fmt: skip
+    list_filter = ("kind", "public", "default_language")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
     inlines = (ContactInline,)

@@ -244,7 +244,7 @@ class StakeholderGroupSerializer(serializers.ModelSerializer):
         model = StakeholderGroup
         fields = (
             "id", "slug", "name", "kind", "priority", "preferred_channels",
-            "default_language", "description",
+            "default_language", "description", "public",
         )  # fmt: skip
 
 
@@ -489,7 +489,7 @@ class PlaybookSerializer(serializers.ModelSerializer):
             "id", "key", "version", "title", "scenario", "summary", "severity_guidance",
             "status", "owner", "review_cycle_days", "last_reviewed_on",
             "first_statement_minutes", "escalation_repeat_count", "page_at_once_max_severity",
-            "roll_call_minutes",
+            "roll_call_minutes", "reply_minutes", "reply_warn_minutes", "reply_deadlines",
             "published_at",
             "created_at", "steps", "templates", "escalation_levels", "cadences",
         )  # fmt: skip

@@ -35,6 +35,10 @@ MAX_FIRST_STATEMENT_MINUTES = 7 * 24 * 60  # first public statement within a wee
 MAX_ESCALATION_REPEATS = 20
 MAX_ROLL_CALL_MINUTES = 24 * 60  # a role holder answers the roll call within a day
 DEFAULT_ROLL_CALL_MINUTES = 10
+MAX_REPLY_MINUTES = 7 * 24 * 60  # a public comment is answered within a week at worst
+DEFAULT_REPLY_MINUTES = 60  # "answer within the hour"
+DEFAULT_REPLY_WARN_MINUTES = 15
+MAX_REPLY_DEADLINES = 60  # per-channel / per-severity reply deadlines per playbook
 MAX_ESCALATION_DELAY_SECONDS = 24 * 60 * 60  # a level pages within a day of the previous
 MAX_ESCALATION_LEVELS = 50
 MAX_CADENCE_MINUTES = 7 * 24 * 60  # every audience hears from us at least weekly
@@ -106,6 +110,29 @@ class Channel(models.TextChoices):
     WEBSITE = "website", _("Website / status note")
     INTERNAL = "internal", _("Internal announcement")
     PHONE_SCRIPT = "phone_script", _("Phone script")
+    # A reply to one public comment, where it was made (the listening inbox): its
+    # templates are the playbook's reply templates; it is published by a person, who
+    # records where.
+    REPLY = "reply", _("Reply to a public comment")
+
+
+class MentionChannel(models.TextChoices):
+    """Where something was said about us (listening): a mention's channel, and the channel
+    a playbook's reply deadline applies to."""
+
+    TWITTER = "twitter", _("X / Twitter")
+    FACEBOOK = "facebook", _("Facebook")
+    INSTAGRAM = "instagram", _("Instagram")
+    TIKTOK = "tiktok", _("TikTok")
+    LINKEDIN = "linkedin", _("LinkedIn")
+    REVIEW = "review", _("Review site")
+    NEWS = "news", _("News")
+    FORUM = "forum", _("Forum")
+    BLOG = "blog", _("Blog")
+    EMAIL = "email", _("E-mail")
+    PHONE = "phone", _("Phone")
+    ALERT = "alert", _("Technical alert")
+    OTHER = "other", _("Other")
 
 
 def validate_timezone(value: str) -> None:
@@ -163,6 +190,101 @@ class CrisisRole(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# A public comment's text (listening's Mention), and a language code such as en or pt-BR:
+# here because an exercise inject carries sample comments too (incidents never imports
+# listening), and both must refuse the same things.
+MENTION_TEXT_MAX = 10_000
+LANGUAGE_CODE = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})?$")
+
+
+MAX_INJECT_MENTIONS = 200  # sample public comments one inject brings into the inbox
+INJECT_MENTION_AUTHOR_MAX = 200
+_MENTION_KEYS = {"channel", "author", "text", "language", "sentiment"}
+_SENTIMENTS = {"negative", "neutral", "positive"}
+
+
+def inject_mentions_errors(value) -> list[str]:
+    """What is wrong with an inject's sample comments (empty: nothing). A field validator,
+    so the API, the war-room pages and the starter library refuse the same things with
+    the same words; the listening app writes them as mentions when the inject fires."""
+    shape = _(
+        'A list of at most %(n)s comments, each {"channel": ..., "author": ..., '
+        '"text": ..., "language": ..., "sentiment": negative, neutral or positive}.'
+    ) % {"n": MAX_INJECT_MENTIONS}
+    if not isinstance(value, list) or len(value) > MAX_INJECT_MENTIONS:
+        return [shape]
+    errors = []
+    for i, item in enumerate(value, start=1):
+        if not isinstance(item, dict) or set(item) - _MENTION_KEYS:
+            return [shape]
+        channel, author, text = item.get("channel"), item.get("author", ""), item.get("text")
+        language, sentiment = item.get("language", ""), item.get("sentiment")
+        if channel not in MentionChannel.values:
+            errors.append(
+                _("Comment %(i)s: “%(c)s” is not a channel (%(known)s).")
+                % {"i": i, "c": channel, "known": ", ".join(MentionChannel.values)}
+            )
+        if not isinstance(author, str) or len(author) > INJECT_MENTION_AUTHOR_MAX:
+            errors.append(
+                _("Comment %(i)s: the author is text of at most %(n)s characters.")
+                % {"i": i, "n": INJECT_MENTION_AUTHOR_MAX}
+            )
+        if not isinstance(text, str) or not text.strip() or len(text) > MENTION_TEXT_MAX:
+            errors.append(
+                _("Comment %(i)s: the text is 1 to %(n)s characters.")
+                % {"i": i, "n": MENTION_TEXT_MAX}
+            )
+        if not isinstance(language, str) or (language and not LANGUAGE_CODE.match(language)):
+            errors.append(_("Comment %(i)s: a language code such as en, he, hu or el.") % {"i": i})
+        if sentiment is not None and sentiment not in _SENTIMENTS:
+            errors.append(
+                _("Comment %(i)s: the sentiment is negative, neutral or positive.") % {"i": i}
+            )
+    return errors
+
+
+def reply_deadlines_errors(value) -> list[str]:
+    """What is wrong with a playbook's ``reply_deadlines`` (empty: nothing). Bounded here so
+    the admin, the API and the YAML import refuse the same things with the same words."""
+    shape = _(
+        'A list of {"channel": ..., "severity": 1-4 or null, "minutes": 1-%(max)s}, '
+        "at most %(n)s, each channel and severity once."
+    ) % {"max": MAX_REPLY_MINUTES, "n": MAX_REPLY_DEADLINES}
+    if not isinstance(value, list) or len(value) > MAX_REPLY_DEADLINES:
+        return [shape]
+    errors, seen = [], set()
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict) or set(entry) - {"channel", "severity", "minutes"}:
+            return [shape]
+        channel, severity, minutes = (
+            entry.get("channel") or "",
+            entry.get("severity"),
+            entry.get("minutes"),
+        )
+        if channel not in MentionChannel.values and channel != "":
+            errors.append(
+                _("Entry %(i)s: “%(c)s” is not a channel (%(known)s).")
+                % {"i": i + 1, "c": channel, "known": ", ".join(MentionChannel.values)}
+            )
+        if severity is not None and (
+            isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 4
+        ):
+            errors.append(_("Entry %(i)s: the severity is 1 to 4, or empty.") % {"i": i + 1})
+        if (
+            isinstance(minutes, bool)
+            or not isinstance(minutes, int)
+            or not 1 <= minutes <= MAX_REPLY_MINUTES
+        ):
+            errors.append(
+                _("Entry %(i)s: the minutes are a whole number from 1 to %(max)s.")
+                % {"i": i + 1, "max": MAX_REPLY_MINUTES}
+            )
+        if (channel, severity) in seen:
+            errors.append(_("Entry %(i)s repeats a channel and severity.") % {"i": i + 1})
+        seen.add((channel, severity))
+    return errors
 
 
 class Playbook(models.Model):
@@ -238,6 +360,35 @@ class Playbook(models.Model):
             "before they are chased, and again before the role passes on: 1 to 1440 (a day)."
         ),
     )
+    reply_minutes = models.PositiveIntegerField(
+        _("public comments answered within (minutes)"),
+        default=DEFAULT_REPLY_MINUTES,
+        validators=bounded(1, MAX_REPLY_MINUTES),
+        help_text=_(
+            "Minutes after it arrives by which a comment that needs a reply is answered, "
+            "unless a channel or severity below says otherwise: 1 to 10080 (a week)."
+        ),
+    )
+    reply_warn_minutes = models.PositiveIntegerField(
+        _("warn before the reply deadline (minutes)"),
+        default=DEFAULT_REPLY_WARN_MINUTES,
+        validators=bounded(0, MAX_REPLY_MINUTES),
+        help_text=_(
+            "The communications lead is told this many minutes before a reply is due "
+            "(0: no warning, only the escalation when it is missed)."
+        ),
+    )
+    # [{"channel": "twitter" or "", "severity": 1..4 or null, "minutes": 1..10080}]: the
+    # most specific entry wins (channel and severity, then channel, then severity).
+    reply_deadlines = models.JSONField(
+        _("reply deadlines per channel and severity"),
+        default=list,
+        blank=True,
+        help_text=_(
+            'e.g. [{"channel": "twitter", "severity": 1, "minutes": 30}]; an empty channel '
+            "or severity means any."
+        ),
+    )
     published_at = models.DateTimeField(_("published at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -283,10 +434,35 @@ class Playbook(models.Model):
             range_constraint(
                 "roll_call_minutes", 1, MAX_ROLL_CALL_MINUTES, "playbook_roll_call_minutes_range"
             ),
+            range_constraint("reply_minutes", 1, MAX_REPLY_MINUTES, "playbook_reply_minutes_range"),
+            range_constraint(
+                "reply_warn_minutes", 0, MAX_REPLY_MINUTES, "playbook_reply_warn_minutes_range"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.title} (v{self.version})"
+
+    def clean(self) -> None:
+        errors = reply_deadlines_errors(self.reply_deadlines)
+        if errors:
+            raise ValidationError({"reply_deadlines": errors})
+
+    def reply_minutes_for(self, *, channel: str, severity: int | None) -> int:
+        """Minutes to answer a comment on ``channel`` during an incident of ``severity``:
+        the most specific of ``reply_deadlines`` (channel and severity, channel, severity),
+        else ``reply_minutes``."""
+        best, best_rank = self.reply_minutes, -1
+        for entry in self.reply_deadlines if isinstance(self.reply_deadlines, list) else []:
+            on_channel, on_severity = entry.get("channel") or "", entry.get("severity")
+            if (on_channel and on_channel != channel) or (
+                on_severity is not None and on_severity != severity
+            ):
+                continue
+            rank = 2 * bool(on_channel) + bool(on_severity is not None)
+            if rank > best_rank:
+                best, best_rank = entry["minutes"], rank
+        return best
 
     @property
     def is_frozen(self) -> bool:
@@ -373,6 +549,8 @@ class StakeholderGroup(models.Model):
         INVESTORS = "investors", _("Investors")
         REGULATORS = "regulators", _("Regulators")
         PARTNERS = "partners", _("Partners")
+        # People who subscribed on the public status page (incidents/subscribers.py).
+        SUBSCRIBERS = "subscribers", _("Status-page subscribers")
         OTHER = "other", _("Other")
 
     slug = models.SlugField(_("key"), max_length=50, unique=True)
@@ -386,6 +564,11 @@ class StakeholderGroup(models.Model):
         _("default language"), max_length=8, choices=language_choices, default="en"
     )
     description = models.TextField(_("description"), blank=True, validators=TEXT)
+    public = models.BooleanField(
+        _("public"),
+        default=False,
+        help_text=_("Statements to this audience appear on the public status page."),
+    )
 
     history = HistoricalRecords()
 
@@ -459,7 +642,7 @@ class MessageTemplate(models.Model):
     # when the template is saved or imported, never discovered mid-crisis.
     PLACEHOLDERS: dict[str, str] = {
         "company": _("Company name"),
-        "incident_title": _("Incident title"),
+        "incident_title": _("Incident title (to a public audience: its public title)"),
         "incident_reference": _("Incident reference, e.g. INC-2026-0042"),
         "severity": _("Severity"),
         "detected_at": _("When the problem was detected"),
@@ -914,9 +1097,10 @@ def rating_for(score: int) -> str:
 
 
 class ReviewReminder(models.Model):
-    """One row per person and day a review reminder went out.
+    """One row per person and day a review digest went out.
 
-    The daily beat task claims the row before sending, so a second run on the
+    The daily beat task sends a person at most one digest a week (a row this week
+    means done) and claims today's row before sending, so a second run on the
     same day (two schedulers, a retried task) sends nothing twice.
     """
 

@@ -24,10 +24,11 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Prefetch
 from django.urls import reverse
 from django.utils import timezone
 
-from playbooks.models import CrisisRole, OnCallRotation, RotationOverride
+from playbooks.models import CrisisRole, OnCallRotation, RotationMember, RotationOverride
 
 
 @dataclass(frozen=True)
@@ -95,11 +96,20 @@ def rotation_holder(*, rotation: OnCallRotation, at: datetime | None = None):
     return scheduled_holder(rotation, at)
 
 
-def oncall_holder(*, role: CrisisRole, at: datetime | None = None):
-    """The person holding ``role`` at ``at``: the first active rotation by priority with one."""
+def oncall_holder(*, role: CrisisRole | None = None, role_id: int | None = None, at=None):
+    """The person holding the role (``role`` or ``role_id``) at ``at``: the first
+    active rotation by priority with one. Three queries whatever the rotations; the
+    holder comes with their profile (``person_locale`` reads it without a query)."""
     at = at or timezone.now()
-    rotations = role.rotations.filter(is_active=True).order_by("priority", "pk")
-    for rotation in rotations.prefetch_related("members__user", "overrides__user"):
+    role_id = role.pk if role is not None else role_id
+    rotations = OnCallRotation.objects.filter(role_id=role_id, is_active=True).order_by(
+        "priority", "pk"
+    )
+    people = ("user", "user__profile")
+    for rotation in rotations.prefetch_related(
+        Prefetch("members", queryset=RotationMember.objects.select_related(*people)),
+        Prefetch("overrides", queryset=RotationOverride.objects.select_related(*people)),
+    ):
         holder = rotation_holder(rotation=rotation, at=at)
         if holder is not None:
             return holder

@@ -43,9 +43,14 @@ def profile_for(user) -> UserProfile:
 def person_locale(user) -> tuple[str, str]:
     """The language and time zone to write to ``user`` in (e-mails): their own
     choices, else the desk's (settings.LANGUAGE_CODE, settings.TIME_ZONE)."""
-    language, zone = UserProfile.objects.filter(user=user).values_list(
-        "language", "time_zone"
-    ).first() or ("", "")
+    cache = getattr(getattr(user, "_state", None), "fields_cache", {})
+    if "profile" in cache:  # fetched with the person (select_related("profile"))
+        profile = cache["profile"]
+        language, zone = (profile.language, profile.time_zone) if profile else ("", "")
+    else:
+        language, zone = UserProfile.objects.filter(user=user).values_list(
+            "language", "time_zone"
+        ).first() or ("", "")
     return language or settings.LANGUAGE_CODE, zone or settings.TIME_ZONE
 
 

@@ -33,6 +33,8 @@ from django.db import models, transaction
 from django.utils.translation import gettext as _
 
 from playbooks.models import (
+    DEFAULT_REPLY_MINUTES,
+    DEFAULT_REPLY_WARN_MINUTES,
     DEFAULT_ROLL_CALL_MINUTES,
     Channel,
     CrisisRole,
@@ -88,6 +90,7 @@ def _group_dict(group: StakeholderGroup) -> dict:
         "preferred_channels": list(group.preferred_channels),
         "default_language": group.default_language,
         "description": group.description,
+        "public": group.public,
     }
 
 
@@ -120,6 +123,9 @@ def playbook_to_dict(playbook: Playbook) -> dict:
         "escalation_repeat_count": playbook.escalation_repeat_count,
         "page_at_once_max_severity": playbook.page_at_once_max_severity,
         "roll_call_minutes": playbook.roll_call_minutes,
+        "reply_minutes": playbook.reply_minutes,
+        "reply_warn_minutes": playbook.reply_warn_minutes,
+        "reply_deadlines": [dict(entry) for entry in playbook.reply_deadlines],
         "steps": [
             {
                 "phase": str(s.phase),
@@ -396,6 +402,9 @@ _PLAYBOOK_FIELDS = (
     "escalation_repeat_count",
     "page_at_once_max_severity",
     "roll_call_minutes",
+    "reply_minutes",
+    "reply_warn_minutes",
+    "reply_deadlines",
     "steps",
     "templates",
     "escalation",
@@ -452,6 +461,12 @@ def _parse(text: str) -> dict:
     return data
 
 
+def yaml_document(text: str) -> dict:
+    """A YAML mapping read with this module's guards (size, depth, no aliases), every
+    problem raised as ``PlaybookImportError``; for the other data files of the library."""
+    return _parse(text)
+
+
 def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
     data = _parse(text)
     c = _Checker()
@@ -488,7 +503,7 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
     for i, g in enumerate(c.get(data, "stakeholder_groups", "(file)", list, default=[]) or []):
         path = f"stakeholder_groups[{i}]"
         line = data["stakeholder_groups"].lines[i]
-        optional = ("priority", "preferred_channels", "default_language", "description")
+        optional = ("priority", "preferred_channels", "default_language", "description", "public")
         if not c.mapping(g, line, path, ("slug", "name", "kind"), optional):
             continue
         group = {
@@ -501,6 +516,7 @@ def playbooks_import_yaml(*, text: str, actor=None) -> ImportResult:
                 g, "default_language", path, str, default="en", choices=languages
             ),
             "description": c.get(g, "description", path, str, default="") or "",
+            "public": c.get(g, "public", path, bool, default=False),
         }
         c.model(StakeholderGroup(**group), g, path)
         groups_in_file[group["slug"]] = group
@@ -577,6 +593,15 @@ def _check_playbook(c: _Checker, p, path, languages, known_roles, known_groups) 
         "roll_call_minutes": c.get(
             p, "roll_call_minutes", path, int, default=DEFAULT_ROLL_CALL_MINUTES
         ),
+        "reply_minutes": c.get(p, "reply_minutes", path, int, default=DEFAULT_REPLY_MINUTES),
+        "reply_warn_minutes": c.get(
+            p, "reply_warn_minutes", path, int, default=DEFAULT_REPLY_WARN_MINUTES
+        ),
+        # Checked whole by the model (Playbook.clean: reply_deadlines_errors).
+        "reply_deadlines": [
+            dict(e) if isinstance(e, dict) else e
+            for e in c.get(p, "reply_deadlines", path, list, default=[]) or []
+        ],
         "steps": [],
         "templates": [],
         "escalation": [],
@@ -745,6 +770,9 @@ _PLAYBOOK_MODEL_FIELDS = (
     "escalation_repeat_count",
     "page_at_once_max_severity",
     "roll_call_minutes",
+    "reply_minutes",
+    "reply_warn_minutes",
+    "reply_deadlines",
 )
 
 
@@ -809,6 +837,9 @@ def _write(roles: dict, groups: dict, plans: list, actor) -> ImportResult:
             escalation_repeat_count=plan["escalation_repeat_count"],
             page_at_once_max_severity=plan["page_at_once_max_severity"],
             roll_call_minutes=plan["roll_call_minutes"],
+            reply_minutes=plan["reply_minutes"],
+            reply_warn_minutes=plan["reply_warn_minutes"],
+            reply_deadlines=plan["reply_deadlines"],
         )
         PlaybookStep.objects.bulk_create(
             PlaybookStep(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import secrets
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -11,6 +12,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from playbooks.models import (
     CrisisRole,
@@ -20,9 +22,15 @@ from playbooks.models import (
     RotationMember,
     Stakeholder,
     StakeholderGroup,
+    inject_mentions_errors,
 )
-from playbooks.playbook_io import ImportResult, playbooks_import_yaml
-from playbooks.starter import STARTER_FILE
+from playbooks.playbook_io import (
+    ImportResult,
+    PlaybookImportError,
+    playbooks_import_yaml,
+    yaml_document,
+)
+from playbooks.starter import INJECTS_FILE, STARTER_FILE
 
 User = get_user_model()
 
@@ -218,6 +226,87 @@ class DemoLogin:
 def starter_load(*, actor=None) -> ImportResult:
     """Roles, stakeholder groups and the five starter playbooks; unchanged ones are skipped."""
     return playbooks_import_yaml(text=STARTER_FILE.read_text(encoding="utf-8"), actor=actor)
+
+
+INJECTS_FORMAT = "crisisdesk-injects/1"
+MAX_INJECT_MINUTES = 24 * 60
+_INJECT_KEYS = {"offset_minutes", "title", "text", "roles", "mentions"}
+
+
+def injects_read(text: str) -> dict[str, list[dict]]:
+    """An inject library: {playbook key: [{offset_minutes, title, text, roles, mentions}]}.
+
+    ``mentions``: sample public comments the inject brings into the listening inbox,
+    checked with the inject's own field rule (``inject_mentions_errors``).
+
+    Read with the playbook importer's guards; a malformed entry raises
+    ``PlaybookImportError`` naming it (the starter file is checked by its tests).
+    """
+    data = yaml_document(text)
+    errors = []
+    if data.get("format") != INJECTS_FORMAT:
+        errors.append(gettext("format: must be “%(f)s”") % {"f": INJECTS_FORMAT})
+    library = data.get("injects")
+    if not isinstance(library, dict):
+        raise PlaybookImportError([*errors, gettext("injects: expected a mapping by playbook key")])
+    out: dict[str, list[dict]] = {}
+    for key, items in library.items():
+        if not isinstance(items, list):
+            errors.append(gettext("injects.%(key)s: expected a list") % {"key": key})
+            continue
+        out[key] = []
+        for i, item in enumerate(items):
+            where = f"injects.{key}[{i}]"
+            if not isinstance(item, dict) or set(item) - _INJECT_KEYS:
+                errors.append(
+                    gettext("%(where)s: expected offset_minutes, title, text, roles and mentions")
+                    % {"where": where}
+                )
+                continue
+            offset, title, body = item.get("offset_minutes"), item.get("title"), item.get("text")
+            roles = item.get("roles") or []
+            if not isinstance(offset, int) or not 0 <= offset <= MAX_INJECT_MINUTES:
+                errors.append(
+                    gettext("%(where)s.offset_minutes: 0 to %(max)s")
+                    % {"where": where, "max": MAX_INJECT_MINUTES}
+                )
+            if not isinstance(title, str) or not title.strip() or len(title) > 200:
+                errors.append(
+                    gettext("%(where)s.title: text of 1 to 200 characters") % {"where": where}
+                )
+            if not isinstance(body, str) or not body.strip() or len(body) > 4000:
+                errors.append(
+                    gettext("%(where)s.text: text of 1 to 4,000 characters") % {"where": where}
+                )
+            if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+                errors.append(gettext("%(where)s.roles: a list of role slugs") % {"where": where})
+            mentions = item.get("mentions") or []
+            errors.extend(
+                f"{where}.mentions: {problem}" for problem in inject_mentions_errors(mentions)
+            )
+            out[key].append(
+                {
+                    "offset_minutes": offset,
+                    "title": str(title).strip(),
+                    # The file wraps lines for reading; the inject is one paragraph.
+                    "text": " ".join(str(body).split()),
+                    "roles": list(roles),
+                    "mentions": mentions,
+                }
+            )
+    if errors:
+        raise PlaybookImportError(errors)
+    return out
+
+
+@functools.cache
+def _starter_injects() -> dict[str, list[dict]]:
+    return injects_read(INJECTS_FILE.read_text(encoding="utf-8"))
+
+
+def starter_injects(key: str) -> list[dict]:
+    """The starter library's injects for a playbook key (a copy; empty if it has none)."""
+    return [dict(item, roles=list(item["roles"])) for item in _starter_injects().get(key, [])]
 
 
 def _demo_password() -> str:

@@ -44,6 +44,9 @@ PLAYBOOK_FIELDS = (
     "escalation_repeat_count",
     "page_at_once_max_severity",
     "roll_call_minutes",
+    "reply_minutes",
+    "reply_warn_minutes",
+    "reply_deadlines",
 )
 
 # A draft's content: changed only through playbook_content_save/delete.
@@ -338,12 +341,14 @@ def risk_mark_reviewed(*, risk: Risk, next_review_in_days: int = 90) -> Risk:
 
 
 def review_reminders_send(*, today: date | None = None) -> int:
-    """E-mail each owner the playbooks and risks whose review is overdue; once a day each.
+    """E-mail each owner one digest of the playbooks and risks whose review is overdue,
+    at most once a week (Monday to Sunday) each.
 
     1. Collect overdue items per owner (items without an owner go to superusers,
        so nothing goes stale unseen).
-    2. For each person, claim today's ReviewReminder row; a second run the same
-       day finds it taken and sends nothing.
+    2. Skip a person already reminded this week; otherwise claim today's
+       ReviewReminder row: a second run the same day (two schedulers, a retried
+       task) finds it taken and sends nothing.
     3. Send in the person's language; if sending fails the claim is rolled back
        so the next run tries again.
     Returns how many people were e-mailed.
@@ -362,10 +367,16 @@ def review_reminders_send(*, today: date | None = None) -> int:
     for risk in risks_review_due(today=today):
         add(risk.owner, "risks", risk)
 
+    week_start = today - timedelta(days=today.weekday())
+    reminded = set(
+        ReviewReminder.objects.filter(
+            user_id__in=due, sent_on__gte=week_start, sent_on__lte=today
+        ).values_list("user_id", flat=True)
+    )
     sent = 0
     for entry in due.values():
         user = entry["user"]
-        if not user.email:
+        if not user.email or user.pk in reminded:
             continue
         try:
             with transaction.atomic():
@@ -381,6 +392,6 @@ def review_reminders_send(*, today: date | None = None) -> int:
                 )
                 message.send()
         except IntegrityError:
-            continue  # already reminded today
+            continue  # another run reminded them today
         sent += 1
     return sent

@@ -19,7 +19,6 @@ export imports back unchanged; a plain leading quote elsewhere is kept.
 
 from __future__ import annotations
 
-import csv
 import io
 import re
 from collections.abc import Iterable
@@ -30,46 +29,20 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.translation import gettext as _
 
+from crisisdesk.csvexport import csv_write
+from crisisdesk.csvimport import (  # noqa: F401 - the import's errors and limits, named here too
+    MAX_CELL_CHARS,
+    MAX_CSV_BYTES,
+    CsvImportError,
+    RowError,
+    read_table,
+    unneutralise,
+)
 from playbooks.models import Stakeholder, StakeholderGroup
 
 COLUMNS = ("name", "email", "phone", "organisation", "language", "group", "notes")
 ALIASES = {"organization": "organisation", "e-mail": "email", "mail": "email"}
 PHONE = re.compile(r"^[0-9 +\-()./]*$")
-MAX_CSV_BYTES = 2_000_000
-MAX_CELL_CHARS = 10_000
-# A cell a spreadsheet would run as a formula, possibly behind quotes already added.
-_FORMULA = re.compile(r"'*[=+\-@\t\r]")
-_NEUTRALISED = re.compile(r"'+[=+\-@\t\r]")
-
-
-def neutralise(value: str) -> str:
-    return "'" + value if _FORMULA.match(value) else value
-
-
-def unneutralise(value: str) -> str:
-    return value[1:] if _NEUTRALISED.match(value) else value
-
-
-@dataclass(frozen=True)
-class RowError:
-    row: int  # the line as a spreadsheet numbers it: the header is row 1
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        if self.row == 0:
-            return _("file: %(message)s") % {"message": self.message}
-        return _("row %(row)s, %(field)s: %(message)s") % {
-            "row": self.row,
-            "field": self.field or "-",
-            "message": self.message,
-        }
-
-
-class CsvImportError(Exception):
-    def __init__(self, errors: list[RowError]):
-        super().__init__("\n".join(map(str, errors)))
-        self.errors = errors
 
 
 @dataclass
@@ -78,31 +51,6 @@ class ImportReport:
     updated: int = 0
     unchanged: int = 0
     duplicates_in_file: int = 0
-
-
-def _read(text: str) -> tuple[list[list[str]], list[RowError]]:
-    """The records of the file, and an error for the one that could not be read."""
-    text = text.lstrip("\ufeff")
-    sample = text[:4096]
-    # Only the delimiter is sniffed: the quote is always ", as spreadsheets write it (the
-    # sniffer would take the export's leading ' of a neutralised cell for a quote).
-    try:
-        delimiter = csv.Sniffer().sniff(sample, delimiters=",;").delimiter
-    except csv.Error:
-        delimiter = ","
-    rows: list[list[str]] = []
-    try:
-        # csv stops at a cell over its field size limit (131072): reported as too long.
-        for cells in csv.reader(io.StringIO(text, newline=""), csv.excel, delimiter=delimiter):
-            rows.append(cells)
-    except csv.Error as exc:
-        message = (
-            _("A cell is longer than %(n)s characters.") % {"n": MAX_CELL_CHARS}
-            if "field larger than field limit" in str(exc)
-            else _("Not readable as CSV: %(error)s") % {"error": exc}
-        )
-        return rows, [RowError(len(rows) + 1, "", message)]
-    return rows, []
 
 
 def _group_lookup() -> dict[str, StakeholderGroup]:
@@ -116,64 +64,20 @@ def _group_lookup() -> dict[str, StakeholderGroup]:
 def stakeholders_import_csv(
     *, text: str, default_group: StakeholderGroup | None = None
 ) -> ImportReport:
-    size = len(text.encode("utf-8"))
-    if size > MAX_CSV_BYTES:
-        raise CsvImportError(
-            [
-                RowError(
-                    0,
-                    "",
-                    _("The file is larger than %(n)s bytes (%(size)s): split it.")
-                    % {"n": MAX_CSV_BYTES, "size": size},
-                )
-            ]
-        )
-    rows, unreadable = _read(text)
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise CsvImportError([RowError(1, "", _("The file is empty: it needs a header row."))])
-    header = [ALIASES.get(h.strip().casefold(), h.strip().casefold()) for h in rows[0]]
-    errors: list[RowError] = []
-    unknown = [h for h in header if h not in COLUMNS]
-    if unknown:
-        errors.append(
-            RowError(
-                1,
-                "",
-                _("Unknown column(s): %(cols)s. Known: %(known)s.")
-                % {"cols": ", ".join(unknown), "known": ", ".join(COLUMNS)},
-            )
-        )
-    if "name" not in header:
-        errors.append(RowError(1, "name", _("The “name” column is required.")))
-    if "group" not in header and default_group is None:
-        errors.append(RowError(1, "group", _("Add a “group” column or choose a group.")))
-    if errors:
-        raise CsvImportError(errors)
+    def group_column(header: list[str]) -> list[RowError]:
+        if "group" not in header and default_group is None:
+            return [RowError(1, "group", _("Add a “group” column or choose a group."))]
+        return []
 
-    errors.extend(unreadable)
+    table = read_table(
+        text, columns=COLUMNS, required=("name",), aliases=ALIASES, header_errors=group_column
+    )
+    errors = table.errors
     languages = {code for code, _name in settings.LANGUAGES}
     groups = _group_lookup()
     clean: list[tuple[int, StakeholderGroup, dict]] = []
-    for number, cells in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in cells):
-            continue  # blank lines are not contacts
-        if len(cells) > len(header):
-            errors.append(RowError(number, "", _("More cells than columns.")))
-            continue
-        values = {
-            h: unneutralise(cells[i].strip()) if i < len(cells) else ""
-            for i, h in enumerate(header)
-        }
-        row_errors = [
-            RowError(
-                number, h, _("A cell is longer than %(n)s characters.") % {"n": MAX_CELL_CHARS}
-            )
-            for h, v in values.items()
-            if len(v) > MAX_CELL_CHARS
-        ]
-        if row_errors:
-            errors.extend(row_errors)
-            continue
+    for number, values in table.rows:
+        row_errors: list[RowError] = []
         if not values.get("name"):
             row_errors.append(RowError(number, "name", _("A name is required.")))
         row_errors += _model_errors(number, values)
@@ -283,11 +187,13 @@ def _write(clean: list[tuple[int, StakeholderGroup, dict]]) -> ImportReport:
 def stakeholders_export_csv(*, groups: Iterable[StakeholderGroup]) -> str:
     """CSV with a UTF-8 BOM, every cell neutralised against formula injection."""
     out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
     contacts = Stakeholder.objects.filter(group__in=list(groups)).select_related("group")
-    for c in contacts.order_by("group__slug", "name", "pk"):
-        cells = [c.name, c.email, c.phone, c.organisation, c.language, c.group.slug, c.notes]
-        writer.writerow([neutralise(cell) for cell in cells])
+    csv_write(
+        out,
+        header=COLUMNS,
+        rows=(
+            [c.name, c.email, c.phone, c.organisation, c.language, c.group.slug, c.notes]
+            for c in contacts.order_by("group__slug", "name", "pk")
+        ),
+    )
     return out.getvalue()

@@ -26,6 +26,17 @@ def _mail_and_data_isolated(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _listening_rules_forgotten():
+    """Each process keeps the enabled listening rules for a few seconds
+    (incidents/listening/rules.py); a test's rolled-back rules must not outlive it."""
+    from incidents.listening import rules
+
+    rules._rules_drop()
+    yield
+    rules._rules_drop()
+
+
+@pytest.fixture(autouse=True)
 def _language_reset():
     """Each test starts in the desk's language. A request through the test client leaves
     its language active in the thread (LocaleMiddleware activates, nothing deactivates:
@@ -58,6 +69,15 @@ def chromium_path() -> str:
 
 
 def _broker_reachable(url: str) -> bool:
+    if url.startswith(("amqp://", "amqps://", "pyamqp://")):
+        from kombu import Connection
+
+        try:
+            with Connection(url, connect_timeout=2) as broker:
+                broker.ensure_connection(max_retries=1)
+        except Exception:  # noqa: BLE001 - refused, unknown vhost, bad login: unreachable
+            return False
+        return True
     if not url.startswith(("redis://", "rediss://")):
         return True
     import redis

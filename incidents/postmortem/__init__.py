@@ -19,7 +19,9 @@ from incidents.postmortem.render import (
     report_context,
     report_html,
     report_markdown,
+    report_markdown_chunks,
     report_pdf,
+    timeline_csv_write,
 )
 from incidents.postmortem.services import (
     ACTION_ITEM_FIELDS,
@@ -54,6 +56,8 @@ __all__ = [
     "report_context",
     "report_html",
     "report_markdown",
+    "report_markdown_chunks",
     "report_pdf",
+    "timeline_csv_write",
     "trends",
 ]

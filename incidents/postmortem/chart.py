@@ -38,6 +38,8 @@ class Chart:
     end: datetime
 
 
+MARK_MERGE_PX = 3
+
 CHART_ROWS = (
     ("milestone", gettext_lazy("Milestones")),
     ("escalation", gettext_lazy("Escalations")),
@@ -51,7 +53,7 @@ def chart_build(
     milestones: list,
     escalations: list,
     finals: list[Message],
-    timeline: list[TimelineEntry],
+    timeline: list,  # values_list rows with at, kind, text and data (facts.FACT_FIELDS)
     now: datetime,
 ) -> Chart:
     """One time axis: milestones, escalations, messages and missed deadlines."""
@@ -70,10 +72,10 @@ def chart_build(
     marks = [
         ChartMark(x(m.at), row_index["milestone"], m.key, m.label, m.at) for m in milestones if m.at
     ]
+    paged, unstaffed = _("Level %(n)s paged"), _("Level %(n)s unstaffed")  # once, not per page
     for e in escalations:
-        label = _("Level %(n)s unstaffed") if e.unstaffed else _("Level %(n)s paged")
+        label = (unstaffed if e.unstaffed else paged) % {"n": e.level}
         kind = "unstaffed" if e.unstaffed else "escalation"
-        label = label % {"n": e.level}
         marks.append(ChartMark(x(e.at), row_index["escalation"], kind, label, e.at))
     for m in finals:
         kind = "correction" if m.corrects_id else "message"
@@ -83,6 +85,13 @@ def chart_build(
         missed = e.data.get("met") is False or e.data.get("deadline") == "update_cadence"
         if e.kind == TimelineEntry.Kind.DEADLINE and missed:
             marks.append(ChartMark(x(e.at), row_index["deadline"], "missed", e.text, e.at))
+    # Marks of one kind within MARK_MERGE_PX of each other on a row overlap (each is 10 px
+    # wide) and draw as one: a record of tens of thousands of entries stays a chart of a
+    # few hundred shapes per row, which the PDF lays out quickly.
+    drawn: dict[tuple[int, int, str], ChartMark] = {}
+    for mark in marks:
+        drawn.setdefault((mark.x // MARK_MERGE_PX, mark.row, mark.kind), mark)
+    marks = list(drawn.values())
     for mark in marks:
         mark.y = rows[mark.row][0]
     ticks = []

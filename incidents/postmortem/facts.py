@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Count
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, pgettext_lazy
@@ -22,7 +23,9 @@ from django.utils.translation import gettext_lazy, pgettext_lazy
 from crisisdesk.timefmt import format_when
 from incidents.models import (
     ActionItem,
+    Exercise,
     Incident,
+    Inject,
     Message,
     Notification,
     PostMortem,
@@ -83,12 +86,35 @@ class MessageRow:
     corrections: list[Message] = field(default_factory=list)
 
 
+# The timeline entries the figures are computed from: these kinds; deadlines only when
+# missed or an update cadence's (_targets, the chart); messages only when they carry the
+# languages that stood in for missing ones (_told).
+FACT_KINDS = (
+    TimelineEntry.Kind.ESCALATION,
+    TimelineEntry.Kind.UNSTAFFED,
+    TimelineEntry.Kind.REOPENED,
+    TimelineEntry.Kind.ACKNOWLEDGED,
+)
+FACT_ENTRIES = (
+    Q(kind__in=FACT_KINDS)
+    | Q(kind=TimelineEntry.Kind.DEADLINE, data__met=False)
+    | Q(kind=TimelineEntry.Kind.DEADLINE, data__deadline="update_cadence")
+    | Q(kind=TimelineEntry.Kind.MESSAGE, data__has_key="fallbacks")
+)
+# The columns read for them: rows, not model instances (tens of thousands in a long record).
+FACT_FIELDS = ("at", "kind", "text", "data", "actor_id")
+# A timeline row as the facts read it: a values_list row with the FACT_FIELDS attributes.
+FactEntry = Any
+
+# The notes the report carries (the printed report lists these; the timeline has all).
+NOTES_MAX = 50
+
 # Beyond this many e-mails for one incident's messages, the report counts per language
 # instead of naming every contact (the admin's notification list names them all).
 TOLD_NAMED_MAX = 500
 
 
-def _told(incident: Incident, timeline: list[TimelineEntry]) -> dict[int, list[Told]]:
+def _told(incident: Incident, timeline: list[FactEntry]) -> dict[int, list[Told]]:
     """Per sent message, the languages its contacts got it in: two queries whatever the size."""
     names = dict(settings.LANGUAGES)
     counts: dict[int, dict[str, int]] = defaultdict(dict)
@@ -133,6 +159,18 @@ def _told(incident: Incident, timeline: list[TimelineEntry]) -> dict[int, list[T
     return out
 
 
+def _failed_permanently(incident: Incident) -> dict[int, int]:
+    """Per sent message, the contacts its e-mail could not reach (refused, 5xx): one query."""
+    return dict(
+        Notification.objects.filter(
+            incident=incident, comms_message__isnull=False, status=Notification.Status.FAILED
+        )
+        .values_list("comms_message_id")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+
+
 @dataclass
 class AudienceMessages:
     audience: str
@@ -155,6 +193,62 @@ class RollCallRow:
 
 
 @dataclass
+class ReplyFigures:
+    """How the public comments tied to an incident (or to many) were answered (the
+    listening inbox). Minutes run from when a comment arrived to its reply's publication."""
+
+    needed: int  # comments marked as needing a reply (answered or not)
+    replied: int
+    within_hour: int  # replied within 60 minutes of arriving
+    on_time: int  # replied by their own deadline (the playbook's, per channel and severity)
+    median_minutes: float | None
+    unanswered: int  # still needing a reply
+    overdue: int  # still needing a reply, past their deadline
+    no_reply: int  # marked as needing no reply
+    dismissed: int  # false positives
+
+
+HOUR = timedelta(hours=1)
+
+
+def reply_figures(mentions: QuerySet, *, now: datetime) -> ReplyFigures:
+    """The figures of these mentions in three queries whatever their number: the counts
+    in one aggregate, and the median reply time read as the middle row (or two) of the
+    replies ordered by how long each took."""
+    took = ExpressionWrapper(F("replied_at") - F("received_at"), output_field=DurationField())
+    replied = mentions.filter(state="replied").annotate(took=took)
+    counts = mentions.aggregate(
+        replied=Count("pk", filter=Q(state="replied")),
+        unanswered=Count("pk", filter=Q(state="needs_reply")),
+        overdue=Count("pk", filter=Q(state="needs_reply", reply_due_at__lt=now)),
+        no_reply=Count("pk", filter=Q(state="no_reply")),
+        dismissed=Count("pk", filter=Q(state="dismissed")),
+    )
+    timely = replied.aggregate(
+        within_hour=Count("pk", filter=Q(took__lte=HOUR)),
+        on_time=Count("pk", filter=Q(replied_at__lte=F("reply_due_at"))),
+    )
+    median = None
+    n = counts["replied"]
+    if n:
+        middle = list(
+            replied.order_by("took", "pk").values_list("took", flat=True)[(n - 1) // 2 : n // 2 + 1]
+        )
+        median = round(sum(t.total_seconds() for t in middle) / len(middle) / 60, 1)
+    return ReplyFigures(
+        needed=counts["replied"] + counts["unanswered"],
+        replied=counts["replied"],
+        within_hour=timely["within_hour"],
+        on_time=timely["on_time"],
+        median_minutes=median,
+        unanswered=counts["unanswered"],
+        overdue=counts["overdue"],
+        no_reply=counts["no_reply"],
+        dismissed=counts["dismissed"],
+    )
+
+
+@dataclass
 class Report:
     incident: Incident
     postmortem: PostMortem | None
@@ -170,11 +264,84 @@ class Report:
     roll_call: list[RollCallRow]
     tasks: list[Task]
     task_counts: dict[str, int]
-    timeline: list[TimelineEntry]
+    # The full timeline is not held here: it can run to tens of thousands of entries, so
+    # the renderers read it in pages or stream it (render.py). The facts read only the
+    # entries they count (FACT_ENTRIES), and the report keeps the first notes for print.
+    timeline_count: int
+    notes: list[TimelineEntry]
+    note_count: int
     reopen_count: int
     duration: timedelta | None
     chart: Chart
     action_items: list[ActionItem]
+    # A drill run as an exercise: its injects and how the team answered each.
+    exercise: ExerciseReport | None = None
+    # The public comments tied to it and how they were answered (None: it had none).
+    replies: ReplyFigures | None = None
+
+
+@dataclass
+class InjectRow:
+    inject: Inject
+    # The first things people did on the drill after it fired (before the next fired).
+    first_actions: list[TimelineEntry]
+    answered_after: timedelta | None
+
+
+@dataclass
+class ExerciseReport:
+    exercise: Exercise
+    injects: list[InjectRow]
+    # Sample public comments the fired injects brought into the inbox; how they were
+    # answered is the drill's ``replies`` figures (the same as a real incident's).
+    comments: int = 0
+
+
+FIRST_ACTIONS = 3
+
+
+def _exercise(incident: Incident) -> ExerciseReport | None:
+    """The exercise this drill ran, with each inject and the participants' first actions
+    after it (before the next inject fired): bounded whatever the drill's record, with
+    one small query per fired inject (at most MAX_INJECTS), none for a real incident."""
+    if not incident.drill:
+        return None
+    exercise = Exercise.objects.filter(incident=incident).first()
+    if exercise is None:
+        return None
+    injects = list(exercise.injects.order_by("offset_seconds", "position"))
+    team = list(exercise.participants.values_list("user_id", flat=True))
+    entries = TimelineEntry.objects.filter(incident=incident)
+    # Where each inject's own entry stands on the timeline (its time, then its id).
+    placed = {
+        e.data.get("inject_id"): (e.at, e.pk)
+        for e in entries.filter(kind=TimelineEntry.Kind.INJECT).only("at", "data")
+    }
+    starts = sorted(placed.values())
+    rows = []
+    for inject in injects:
+        actions: list[TimelineEntry] = []
+        start = placed.get(inject.pk)
+        if start is not None:
+            window = entries.filter(actor_id__in=team).exclude(data__has_key="exercise")
+            window = window.filter(Q(at__gt=start[0]) | Q(at=start[0], pk__gt=start[1]))
+            following = next((n for n in starts if n > start), None)
+            if following is not None:
+                window = window.filter(
+                    Q(at__lt=following[0]) | Q(at=following[0], pk__lt=following[1])
+                )
+            actions = list(window.order_by("at", "pk")[:FIRST_ACTIONS])
+        rows.append(
+            InjectRow(
+                inject=inject,
+                first_actions=actions,
+                answered_after=actions[0].at - inject.fired_at
+                if actions and inject.fired_at
+                else None,
+            )
+        )
+    comments = sum(len(i.mentions) for i in injects if i.fired_at)
+    return ExerciseReport(exercise=exercise, injects=rows, comments=comments)
 
 
 MILESTONES = (
@@ -188,7 +355,7 @@ MILESTONES = (
 )
 
 
-def _milestones(incident: Incident, timeline: list[TimelineEntry]) -> list[Milestone]:
+def _milestones(incident: Incident, timeline: list[FactEntry]) -> list[Milestone]:
     rows = []
     previous = None
     for key, label in MILESTONES:
@@ -242,7 +409,7 @@ def _end(incident: Incident, now: datetime) -> datetime:
 
 def _targets(
     incident: Incident,
-    timeline: list[TimelineEntry],
+    timeline: list[FactEntry],
     finals: list[Message],
     cadences: list,
     now: datetime,
@@ -315,7 +482,7 @@ def _targets(
     return targets
 
 
-def _escalations(timeline: list[TimelineEntry], users: dict) -> list[EscalationRow]:
+def _escalations(timeline: list[FactEntry], users: dict) -> list[EscalationRow]:
     rows = []
     round_no = 1
     for e in timeline:
@@ -340,7 +507,9 @@ def _escalations(timeline: list[TimelineEntry], users: dict) -> list[EscalationR
     return rows
 
 
-def _acknowledgements(incident: Incident, timeline: list[TimelineEntry]) -> list[dict]:
+def _acknowledgements(
+    incident: Incident, timeline: list[FactEntry], users: dict[int, str]
+) -> list[dict]:
     """Each round's acknowledgement: by whom, how long after that round started and
     after the first page of that round."""
     rows = []
@@ -357,7 +526,7 @@ def _acknowledgements(incident: Incident, timeline: list[TimelineEntry]) -> list
                 {
                     "round": round_no,
                     "at": e.at,
-                    "by": person_name(e.actor),
+                    "by": users[e.actor_id] if e.actor_id in users else person_name(None),
                     "after_start": e.at - round_start,
                     "after_first_page": e.at - first_page if first_page else None,
                 }
@@ -372,12 +541,13 @@ def person_name(user) -> str:
 
 
 def _messages(
-    finals: list[Message], told: dict[int, list[Told]]
+    finals: list[Message], told: dict[int, list[Told]], failed: dict[int, int] | None = None
 ) -> tuple[list[AudienceMessages], int]:
     """Sent and published messages per audience and channel, corrections beside originals;
-    each with the languages it reached its contacts in."""
+    each with the languages it reached its contacts in, and how many it could not reach."""
     for m in finals:
         m.told = told.get(m.pk, [])
+        m.failed_permanently = (failed or {}).get(m.pk, 0)
     by_id = {m.pk: m for m in finals}
     rows: dict[tuple, AudienceMessages] = {}
     row_of: dict[int, MessageRow] = {}
@@ -449,8 +619,17 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
         pk=incident.pk
     )
     postmortem = PostMortem.objects.filter(incident=incident).first()
+    entries = TimelineEntry.objects.filter(incident=incident)
     timeline = list(
-        TimelineEntry.objects.filter(incident=incident).select_related("actor").order_by("at", "pk")
+        entries.filter(FACT_ENTRIES).order_by("at", "pk").values_list(*FACT_FIELDS, named=True)
+    )
+    counts = entries.aggregate(
+        total=Count("pk"), notes=Count("pk", filter=Q(kind=TimelineEntry.Kind.NOTE))
+    )
+    notes = list(
+        entries.filter(kind=TimelineEntry.Kind.NOTE)
+        .select_related("actor")
+        .order_by("at", "pk")[:NOTES_MAX]
     )
     finals = list(
         Message.objects.filter(incident=incident, status__in=Message.FINAL)
@@ -478,6 +657,7 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
         list(incident.playbook.cadences.select_related("audience")) if incident.playbook else []
     )
     user_ids = {uid for e in timeline for uid in e.data.get("user_ids", [])}
+    user_ids |= {e.actor_id for e in timeline if e.kind == TimelineEntry.Kind.ACKNOWLEDGED}
     users = {u.pk: person_name(u) for u in get_user_model().objects.filter(pk__in=user_ids)}
     action_items = (
         list(postmortem.action_items.select_related("owner", "playbook", "produced_version"))
@@ -487,7 +667,9 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
 
     milestones = _milestones(incident, timeline)
     escalations = _escalations(timeline, users)
-    messages, corrections = _messages(finals, _told(incident, timeline))
+    messages, corrections = _messages(
+        finals, _told(incident, timeline), _failed_permanently(incident)
+    )
     end = incident.resolved_at or incident.closed_at
     return Report(
         incident=incident,
@@ -496,7 +678,7 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
         milestones=milestones,
         targets=_targets(incident, timeline, finals, cadences, now),
         escalations=escalations,
-        acknowledgements=_acknowledgements(incident, timeline),
+        acknowledgements=_acknowledgements(incident, timeline, users),
         messages=messages,
         message_count=len(finals),
         correction_count=corrections,
@@ -504,9 +686,22 @@ def report_build(incident: Incident, *, now: datetime | None = None) -> Report:
         roll_call=_roll_call(assignments, emailed),
         tasks=tasks,
         task_counts=_task_counts(tasks, now),
-        timeline=timeline,
+        timeline_count=counts["total"],
+        notes=notes,
+        note_count=counts["notes"],
         reopen_count=sum(1 for e in timeline if e.kind == TimelineEntry.Kind.REOPENED),
         duration=(end - (incident.detected_at or incident.opened_at)) if end else None,
         chart=chart_build(incident, milestones, escalations, finals, timeline, now),
         action_items=action_items,
+        exercise=_exercise(incident),
+        replies=_replies(incident, now),
     )
+
+
+def _replies(incident: Incident, now: datetime) -> ReplyFigures | None:
+    # ``incident.mentions``: the listening app's reverse relation (incidents never imports it).
+    mentions = incident.mentions.all()
+    figures = reply_figures(mentions, now=now)
+    if not (figures.needed or figures.no_reply or figures.dismissed):
+        return None
+    return figures

@@ -32,6 +32,8 @@ def action_item_reminders_send(*, today: date | None = None) -> int:
         if not owner.is_active or not owner.email:
             continue
         incident = item.postmortem.incident
+        if not notify.drill_reachable(incident, [owner]):
+            continue  # a drill's follow-up e-mails stay inside the drill (notify.drill_people_ids)
         key = f"action_overdue:{item.pk}:{today}"
         if Notification.objects.filter(dedupe_key=key).exists():
             continue

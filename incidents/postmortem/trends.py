@@ -13,7 +13,7 @@ from incidents.models import (
     Incident,
     Severity,
 )
-from incidents.postmortem.facts import acknowledge_target, time_to_acknowledge
+from incidents.postmortem.facts import acknowledge_target, reply_figures, time_to_acknowledge
 from playbooks.models import Scenario
 
 
@@ -83,4 +83,15 @@ def trends(incidents: QuerySet[Incident]) -> dict:
             ((category_labels.get(k, k), n) for k, n in categories.items()), key=lambda r: -r[1]
         ),
         "by_severity": [(label, severities.get(value, 0)) for value, label in Severity.choices],
+        "replies": _replies(incidents.filter(drill=False)),
+        "drill_replies": _replies(incidents.filter(drill=True)),
     }
+
+
+def _replies(incidents: QuerySet[Incident]):
+    """The public comments of these incidents and how they were answered: the listening
+    app's mentions, reached by the reverse relation (incidents never imports it)."""
+    Mention = Incident._meta.get_field("mentions").related_model
+    return reply_figures(
+        Mention.objects.filter(incident__in=incidents.values("pk")), now=timezone.now()
+    )

@@ -97,3 +97,10 @@ def timeline_items(entries) -> SafeString:
             f'<span class="text">{html.escape(entry.text)}</span>{link}</li>'
         )
     return mark_safe("\n".join(rows))  # noqa: S308 - every value above is escaped
+
+
+@register.filter
+def clock(seconds: int | None) -> str:
+    """A clock reading of a number of seconds: "1:05:09" (an exercise's time, an offset)."""
+    seconds = max(0, int(seconds or 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"

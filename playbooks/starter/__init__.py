@@ -9,3 +9,4 @@ what went wrong and rewrite the protocols.
 from pathlib import Path
 
 STARTER_FILE = Path(__file__).with_name("starter.yaml")
+INJECTS_FILE = Path(__file__).with_name("injects.yaml")

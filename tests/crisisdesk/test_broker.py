@@ -54,7 +54,12 @@ def test_a_worker_polling_while_a_message_is_written_never_reads_it_half_done(
 def test_the_desk_uses_it_for_the_embedded_broker_only(settings):
     from crisisdesk.celery import app
 
-    embedded = settings.CELERY_BROKER_URL.startswith("filesystem://")
+    scheme = settings.CELERY_BROKER_URL.split("://", 1)[0]
     with app.connection_for_write() as connection:
         module = type(connection.transport).__module__
-    assert module == ("crisisdesk.broker" if embedded else "kombu.transport.redis")
+    expected = {
+        "filesystem": "crisisdesk.broker",
+        "redis": "kombu.transport.redis",
+        "amqp": "kombu.transport.pyamqp",
+    }
+    assert module == expected[scheme]

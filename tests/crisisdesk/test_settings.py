@@ -1,5 +1,6 @@
 """Settings come from the environment and refuse bad values at start-up."""
 
+import json
 import os
 import subprocess
 import sys
@@ -77,3 +78,24 @@ def test_it_passes_the_deployment_checklist_in_production(tmp_path):
 def test_it_runs_locally_with_no_configuration_at_all(tmp_path):
     result = manage("check", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+def test_a_rabbitmq_broker_confirms_publishes_into_a_durable_queue_acknowledged_late(tmp_path):
+    """RabbitMQ (DEPLOYMENT.md): publisher confirms, a durable classic queue, persistent
+    messages, late acknowledgement, heartbeats; read from the app a worker would run."""
+    code = (
+        "import json; from crisisdesk.celery import app; c = app.conf; "
+        "q = app.amqp.queues[c.task_default_queue]; "
+        "print(json.dumps([c.broker_transport_options, c.task_default_queue_type, "
+        "c.task_default_delivery_mode, c.task_acks_late, c.task_reject_on_worker_lost, "
+        "c.broker_heartbeat, q.durable, q.auto_delete]))"
+    )
+    url = "amqp://crisisdesk:secret@rabbit.example.test:5672/crisisdesk"
+    result = manage("shell", "-c", code, tmp_path=tmp_path, CELERY_BROKER_URL=url)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    options, queue_type, mode, acks_late, reject_lost, heartbeat, durable, auto_delete = answer
+    assert options == {"confirm_publish": True}
+    assert (queue_type, mode) == ("classic", "persistent")
+    assert acks_late and reject_lost and durable and not auto_delete
+    assert 0 < heartbeat <= 30

@@ -180,7 +180,8 @@ def test_every_html_e_mail_names_its_language_and_direction(name, desk):
         "level": 1,
         "every": 60,
         "minutes": 30,
-        **dict.fromkeys(["since", "deadline", "answer_by", "first_statement_due"], now),
+        "limit_seconds": 15,
+        **dict.fromkeys(["since", "deadline", "answer_by", "first_statement_due", "due"], now),
     }
     for language, rtl in [("he", True), ("el", False)]:
         _subject, _text, html = render_email(name, context, language=language)

@@ -111,7 +111,12 @@ def broker_calls(monkeypatch):
     from incidents import dispatch
 
     calls = []
-    kinds = {dispatch.FIRE_TIMER: "fire", dispatch.DELIVER_NOTIFICATION: "deliver"}
+    kinds = {
+        dispatch.FIRE_TIMER: "fire",
+        dispatch.DELIVER_NOTIFICATION: "deliver",
+        dispatch.DELIVER_CHUNK: "chunk",
+        dispatch.MESSAGE_FANOUT: "fanout",
+    }
 
     def send(task, pk, *, eta=None):
         calls.append((kinds[task], pk, eta))

@@ -588,6 +588,10 @@ def test_notifications_filter_by_several_incidents_and_by_time_without_leaking(m
         ("incident__in", f"{public.pk},{secret.pk}", f"{public.pk},999999"),
         ("incident", [secret.pk], [999999]),
         ("incident__in", f"{secret.pk}", "999999"),
+        # Past any id's range: refused alike, never sent to the database (on SQLite
+        # the query itself would fail with an OverflowError, a 500).
+        ("incident", [secret.pk], [2**77]),
+        ("incident__in", f"{secret.pk}", f"{-(2**70)}"),
     ]:
         a = unassigned.get("/api/v1/notifications/", {key: real})
         b = unassigned.get("/api/v1/notifications/", {key: made_up})

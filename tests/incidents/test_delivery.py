@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.policy
 import smtplib
+import socket
 
 import pytest
 import time_machine
@@ -224,3 +225,32 @@ def test_it_marks_the_row_sent_before_closing_the_connection(queued, settings):
     SmtpLikeBackend.statuses_at_close = []
     assert notify.notification_deliver(notification_id=queued.pk).endswith("sent")
     assert SmtpLikeBackend.statuses_at_close == [["sent"]]
+
+
+def test_a_failed_smtp_exchange_is_reset_so_nothing_unsent_is_delivered_later():
+    """A send that timed out (the network went) may leave data in the kernel's buffer;
+    the connection is reset, not closed, so that data never reaches the server when the
+    network comes back (tests/incidents/test_many_hosts.py saw the second copy)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    peer, _ = server.accept()
+
+    class Smtp:  # what Django's SMTP backend holds: smtplib.SMTP with its socket
+        sock, file = client, None
+
+    class Backend:
+        connection = Smtp()
+        closed = False
+
+        def close(self):
+            Backend.closed = True
+
+    backend = Backend()
+    client.sendall(b"DATA\r\n")
+    notify._abort(backend)
+    assert backend.connection.sock is None and Backend.closed
+    assert peer.recv(100) == b"DATA\r\n"
+    with pytest.raises(ConnectionResetError):  # a reset, not an orderly end (b"")
+        peer.recv(100)
+    peer.close()
+    server.close()

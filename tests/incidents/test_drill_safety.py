@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from incidents import comms, escalation, notify
+from incidents import comms, escalation, exercises, notify
 from incidents import services as incident_services
 from incidents.models import Message, Notification, Timer
 from incidents.permissions import ensure_groups
@@ -155,3 +155,93 @@ def test_a_real_incident_still_reaches_its_contacts(comms_desk, broker_calls, se
     comms.message_send(message=message, actor=comms_desk["eszter"])
     recipients = {address for m in delivered(message) for address in m.to}
     assert recipients == REAL
+
+
+# ------------------------------------------------------------------ pages and e-mails to people
+
+
+def fire_everything_until(moment) -> None:
+    """Fire every timer due by ``moment`` (escalation levels, statement reminder and deadline,
+    task due, update cadence, roll calls, injects), as the worker would, in due order."""
+    while True:
+        due = Timer.objects.filter(state="pending", due_at__lte=moment).order_by("due_at").first()
+        if due is None:
+            return
+        with time_machine.travel(max(due.due_at, timezone.now()), tick=False):
+            escalation.timer_fire(timer_id=due.pk)
+
+
+def everything_emailed() -> list:
+    """Deliver what is still queued; everything e-mailed since the outbox was last cleared
+    (a fire delivers its own e-mails at once)."""
+    for n in Notification.objects.filter(status="queued"):
+        notify.notification_deliver(notification_id=n.pk, now=timezone.now() + dt.timedelta(days=2))
+    return list(mail.outbox)
+
+
+def test_an_exercise_emails_only_its_participants(team, make_playbook, broker_calls):
+    """Everything a drill's engine sends in two hours: only to the two participants, though
+    the real on-call technical lead and executive sponsor are on its escalation policy."""
+    roles, people = team["roles"], team["people"]
+    outsider_manager = people["noa"]  # on call as crisis manager, not taking part
+    exercise = exercises.exercise_plan(
+        playbook=make_playbook(),
+        title="Drill",
+        facilitator=outsider_manager,
+        participants=[
+            (people["eszter"], roles["communications-lead"]),
+            (people["eleni"], roles["crisis-manager"]),
+        ],
+        injects=[exercises.InjectDraft(60, "A journalist calls", "Comment?")],
+    )
+    exercise = exercises.exercise_start(exercise=exercise, actor=outsider_manager)
+    mail.outbox.clear()
+    fire_everything_until(timezone.now() + dt.timedelta(hours=2))
+    sent = everything_emailed()
+    recipients = [m.to[0] for m in sent]
+    participants = {"eszter@example.test", "eleni@example.test"}
+    assert [r for r in recipients if r not in participants] == []
+    reasons = {n.reason for n in Notification.objects.filter(incident=exercise.incident)}
+    assert {"activation", "inject", "statement_reminder", "first_statement"} <= reasons
+    assert set(recipients) == participants
+    # Nobody outside it was handed a role when the participants did not answer.
+    assert set(exercise.incident.assignments.values_list("user__username", flat=True)) == {
+        "eszter",
+        "eleni",
+    }
+    # The escalation levels of people outside it read as unstaffed, not as paged; the level
+    # that pages the on-call crisis manager pages the participant playing the role instead.
+    pages = exercise.incident.timeline.filter(kind="escalation")
+    assert not [e for e in pages if "Dana" in e.text or "נועה" in e.text]
+    assert [e.data["user_ids"] for e in pages] == [[people["eleni"].pk]]
+
+
+def test_a_drill_without_an_exercise_emails_only_its_role_holders_and_opener(
+    team, make_playbook, broker_calls
+):
+    """The executive sponsor is relieved from the drill: its last level pages nobody."""
+    people = team["people"]
+    incident = incident_services.incident_open(
+        title="Drill: outage", playbook=make_playbook(), drill=True, actor=people["noa"]
+    )
+    incident_services.role_relieve(
+        incident=incident, role=team["roles"]["executive-sponsor"], actor=people["noa"]
+    )
+    incident_services.role_relieve(
+        incident=incident, role=team["roles"]["technical-lead"], actor=people["noa"]
+    )
+    mail.outbox.clear()
+    fire_everything_until(timezone.now() + dt.timedelta(hours=2))
+    sent = everything_emailed()
+    recipients = {m.to[0] for m in sent}
+    assert recipients and recipients <= {"noa@example.test", "eszter@example.test"}
+    assert not Notification.objects.filter(
+        incident=incident, recipient__in=[people["exec"], people["eleni"]], reason="escalation"
+    ).exists()
+
+
+def test_a_real_incident_still_pages_everyone_on_its_policy(team, make_playbook, broker_calls):
+    incident_services.incident_open(title="Outage", playbook=make_playbook())
+    fire_everything_until(timezone.now() + dt.timedelta(hours=2))
+    paged = set(Notification.objects.filter(reason="escalation").values_list("to_email", flat=True))
+    assert paged == {"noa@example.test", "eleni@example.test", "exec@example.test"}

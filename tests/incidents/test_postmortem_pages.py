@@ -77,6 +77,38 @@ def test_the_report_page_shows_facts_chart_and_narrative(client, resolved):
     assert "Διερευνούμε" in html
 
 
+def test_the_report_and_communications_pages_show_their_messages_never_as_notices(
+    client, resolved, desk
+):
+    # Both pages list messages; base.html shows the messages framework's notices under
+    # that context name, so a page that passed its own "messages" printed each group's
+    # Python repr in the notice bar (and read every message's incident again to do it).
+    from django.contrib.messages import get_messages
+
+    reader = person("reader2", "view_postmortem", "view_incident", "view_message")
+    client.force_login(reader)
+    for path in (
+        reverse("incidents:postmortem", args=[resolved.reference]),
+        f"/incidents/{resolved.reference}/communications/",
+    ):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        html = response.content.decode()
+        assert 'class="flash"' not in html, path
+        assert "AudienceMessages(" not in html and "&lt;Message:" not in html, path
+        assert "Διερευνούμε" in html, path
+        assert list(get_messages(response.wsgi_request)) == []
+    # The standalone report (the file behind the PDF and the e-mailed link) too.
+    report = postmortem_html(resolved)
+    assert 'class="flash"' not in report and "AudienceMessages(" not in report
+
+
+def postmortem_html(incident) -> str:
+    from incidents import postmortem
+
+    return postmortem.report_html(postmortem.report_build(incident))
+
+
 def test_who_may_read_a_report(client, resolved, desk):
     url = reverse("incidents:postmortem", args=[resolved.reference])
     assert client.get(url).status_code == 302  # anonymous: log in first
@@ -114,7 +146,7 @@ def test_the_markdown_export(client, resolved):
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/markdown")
     assert f"{resolved.reference}-postmortem.md" in response["Content-Disposition"]
-    text = response.content.decode()
+    text = b"".join(response.streaming_content).decode()
     assert text.startswith(f"# {resolved.reference} · Adatszivárgás: ügyféladatok")
     assert "## Milestones" in text and "| First public statement |" in text
     assert "&amp;" not in text and "&#x27;" not in text  # not HTML-escaped
@@ -134,6 +166,7 @@ def test_the_pdf_has_its_text_chart_and_page_numbers(client, resolved, tmp_path,
     assert "Adatszivárgás" in text and "Διερευνούμε" in text
     assert f"Page 1 / {pages}" in text and f"Page {pages} / {pages}" in text
     assert "First public statement" in text and "Full timeline" in text
+    assert "attached to this PDF as timeline.csv" in text
 
     # Look at the pages as images: drawn, not blank, and the chart's marks are there.
     images = [pdf[i].render(scale=1.5).to_pil().convert("RGB") for i in range(pages)]

@@ -47,6 +47,18 @@ def desk(settings, tmp_path):
         subject="s",
         body_text="b",
     )
+    # Listening: a feed source that failed, a rule that fired, its mentions.
+    from incidents.listening import services as listening_services
+    from incidents.listening.models import ListeningRule, Mention
+
+    source = listening_services.source_create(
+        name="Alerts", slug="alerts", kind="feed", feed_url="https://example.test/feed.xml"
+    )
+    ListeningRule.objects.create(
+        risk=Risk.objects.first(), name="Walk spike", keywords=["walk"], threshold_count=1
+    )
+    listening_services.mention_record(source=source, external_id="w", text="A walk mention")
+    assert Mention.objects.filter(incident__isnull=False).exists()
     from incidents import comms
     from incidents.models import ActionItem
 
@@ -55,8 +67,15 @@ def desk(settings, tmp_path):
     ActionItem.objects.create(
         postmortem=closed.postmortem, title="Rehearse", kind="corrective", owner=user
     )
-    from playbooks.models import StakeholderGroup
+    from incidents.models import Subscription
+    from incidents.subscribers import subscribers_group
+    from playbooks.models import Stakeholder, StakeholderGroup
 
+    Subscription.objects.create(
+        contact=Stakeholder.objects.create(
+            group=subscribers_group(), name="s@example.test", email="s@example.test"
+        )
+    )
     comms.message_draft(
         incident=incident,
         author=user,
@@ -65,6 +84,9 @@ def desk(settings, tmp_path):
         subject="Walk",
         body="A message drafted from scratch so the message pages are walked too.",
     )
+    from incidents.demo import demo_exercise
+
+    assert demo_exercise() is not None  # the exercise pages, with participants and injects
 
 
 def test_every_admin_list_add_and_change_page_renders(admin_client, desk):

@@ -84,7 +84,8 @@ def test_the_admin_form_has_it():
     form_class = admin.site._registry[Playbook].get_form(request)
     data = {"key": "outage", "title": "Outage", "scenario": "other", "review_cycle_days": 180,
             "first_statement_minutes": 60, "escalation_repeat_count": 0,
-            "roll_call_minutes": 10}  # fmt: skip
+            "roll_call_minutes": 10, "reply_minutes": 60, "reply_warn_minutes": 15,
+            "reply_deadlines": "[]"}  # fmt: skip
     form = form_class(data={**data, "page_at_once_max_severity": 5})
     assert not form.is_valid() and "page_at_once_max_severity" in form.errors
     form = form_class(data={**data, "page_at_once_max_severity": 1})

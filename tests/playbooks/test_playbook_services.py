@@ -143,7 +143,8 @@ def test_escalation_positions_are_one_to_n_in_the_admin(browser):
     data = {
         "key": playbook.key, "title": playbook.title, "scenario": playbook.scenario,
         "review_cycle_days": 180, "first_statement_minutes": 60, "escalation_repeat_count": 0,
-        "roll_call_minutes": 10,
+        "roll_call_minutes": 10, "reply_minutes": 60, "reply_warn_minutes": 15,
+        "reply_deadlines": "[]",
         "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0",
         "templates-TOTAL_FORMS": "0", "templates-INITIAL_FORMS": "0",
         "cadences-TOTAL_FORMS": "0", "cadences-INITIAL_FORMS": "0",

@@ -68,3 +68,31 @@ def test_it_ignores_drafts_closed_risks_and_reviews_not_yet_due():
     )
     assert services.review_reminders_send() == 0
     assert mail.outbox == []
+
+
+def test_it_sends_one_digest_a_week_however_often_it_runs(time_machine):
+    owner = UserFactory(email="owner@example.test")
+    time_machine.move_to(dt.datetime(2026, 11, 23, 7, 0, tzinfo=dt.UTC), tick=False)  # Monday
+    overdue_playbook(owner)
+    assert services.review_reminders_send() == 1
+
+    # The daily runs of the rest of the week add nothing, even with a new overdue item.
+    for day in range(24, 30):
+        time_machine.move_to(dt.datetime(2026, 11, day, 7, 0, tzinfo=dt.UTC), tick=False)
+        RiskFactory(owner=owner, next_review_on=timezone.localdate() - dt.timedelta(days=1))
+        assert services.review_reminders_send() == 0
+    assert len(mail.outbox) == 1
+
+    # The next Monday brings one digest naming everything still overdue.
+    time_machine.move_to(dt.datetime(2026, 11, 30, 7, 0, tzinfo=dt.UTC), tick=False)
+    assert services.review_reminders_send() == 1
+    assert len(mail.outbox) == 2
+    assert "7 items are due for review" in mail.outbox[1].subject
+
+
+def test_a_missed_monday_is_made_up_later_that_week(time_machine):
+    owner = UserFactory(email="owner@example.test")
+    time_machine.move_to(dt.datetime(2026, 11, 26, 7, 0, tzinfo=dt.UTC), tick=False)  # Thursday
+    overdue_playbook(owner)
+    assert services.review_reminders_send() == 1
+    assert mail.outbox[0].to == ["owner@example.test"]

@@ -45,7 +45,13 @@ def test_every_template_for_customers_employees_and_media_speaks_four_languages(
     for t in templates.select_related("playbook", "audience"):
         key = (t.playbook.key, t.name, t.audience.slug, t.channel)
         languages.setdefault(key, set()).add(t.language)
-    assert len(languages) == 20  # every such template of the five playbooks
+    # every such template of the five playbooks, and the reply templates of the social-media
+    # storm and the negative-review wave
+    assert len(languages) == 22
+    assert {k[:2] for k in languages if k[3] == "reply"} == {
+        ("social-media-storm", "Reply to a comment"),
+        ("negative-review-wave", "Reply to a review"),
+    }
     for key, found in languages.items():
         assert found == {"en", "he", "hu", "el"}, key
     # Written in their language, not copied: no two languages of a template share a body.
@@ -112,3 +118,16 @@ def test_the_demo_has_one_finished_drill_with_its_post_mortem(settings, tmp_path
     assert client.login(username=login.username, password=login.password)
     page = client.get(f"/incidents/{drill.reference}/postmortem/")
     assert page.status_code == 200 and "<strong>Drill</strong>" in page.content.decode()
+
+
+def test_the_demo_has_one_planned_exercise_with_the_starter_injects(settings, tmp_path):
+    from incidents.demo import EXERCISE_TITLE, demo_exercise
+
+    settings.VAR_DIR = tmp_path
+    demo_seed()
+    exercise = demo_exercise()
+    assert demo_exercise() is None  # idempotent
+    assert exercise.title == EXERCISE_TITLE and exercise.status == "planned"
+    assert exercise.playbook.key == "social-media-storm"
+    assert exercise.injects.count() >= 6 and exercise.participants.count() == 5
+    assert exercise.injects.filter(roles__slug="spokesperson").exists()

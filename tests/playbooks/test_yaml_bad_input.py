@@ -187,6 +187,22 @@ def test_it_refuses_a_list_used_as_a_key(alice, tmp_path):
             ("    status: draft\n", "    status: draft\n    roll_call_minutes: 1441\n"),
             "line 14: playbooks[0].roll_call_minutes: Ensure this value is less than or equal to 1440",
         ),
+        (
+            ("    status: draft\n", "    status: draft\n    reply_minutes: 0\n"),
+            "line 14: playbooks[0].reply_minutes: Ensure this value is greater than or equal to 1",
+        ),
+        (
+            (
+                "    status: draft\n",
+                "    status: draft\n    reply_deadlines:\n      - channel: myspace\n"
+                "        minutes: 10\n",
+            ),
+            "line 15: playbooks[0].reply_deadlines: Entry 1: “myspace” is not a channel",
+        ),
+        (
+            ("    status: draft\n", "    status: draft\n    reply_deadlines: soon\n"),
+            "line 14: playbooks[0].reply_deadlines: expected a list",
+        ),
     ],
 )
 def test_it_reports_out_of_bound_numbers_as_field_errors(alice, tmp_path, change, expected):

@@ -26,7 +26,15 @@
       el.classList.toggle("overdue", overdue);
     });
   }
+  // An exercise's clock (warroom_tags.clock) counts up from data-from while it runs.
+  function clock() {
+    document.querySelectorAll("time.clock[data-from]").forEach(function (el) {
+      var s = Math.max(0, Math.trunc((Date.now() - Date.parse(el.dataset.from)) / 1000));
+      el.textContent = Math.floor(s / 3600) + ":" + pad(Math.floor(s % 3600 / 60)) + ":" + pad(s % 60);
+    });
+  }
   setInterval(tick, 1000);
+  setInterval(clock, 1000);
 })();
 // A form that asks before it goes (data-confirm holds the question, translated on the
 // server); without JavaScript it simply goes.
