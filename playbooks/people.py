@@ -43,9 +43,10 @@ def profile_for(user) -> UserProfile:
 def person_locale(user) -> tuple[str, str]:
     """The language and time zone to write to ``user`` in (e-mails): their own
     choices, else the desk's (settings.LANGUAGE_CODE, settings.TIME_ZONE)."""
-    cache = getattr(getattr(user, "_state", None), "fields_cache", {})
-    if "profile" in cache:  # fetched with the person (select_related("profile"))
-        profile = cache["profile"]
+    relation = UserProfile.user.field.remote_field  # the person's side: user.profile
+    if isinstance(user, UserProfile.user.field.related_model) and relation.is_cached(user):
+        # Fetched with the person (select_related("profile")); None when they have none.
+        profile = relation.get_cached_value(user)
         language, zone = (profile.language, profile.time_zone) if profile else ("", "")
     else:
         language, zone = UserProfile.objects.filter(user=user).values_list(

@@ -83,8 +83,7 @@ def enabled_rules() -> list[ListeningRule]:
 
 def rules_forget(**_signal) -> None:
     """Read the rules again at the next delivery (a rule or a risk changed)."""
-    global _rules_kept
-    _rules_kept = None
+    _rules_drop()
     if transaction.get_connection().in_atomic_block:
         # A delivery between now and the commit would keep the old rules again.
         transaction.on_commit(_rules_drop)
@@ -187,7 +186,7 @@ def _fire(rule: ListeningRule, *, mention: Mention, reason: str, now: datetime) 
     since = now - timedelta(minutes=rule.window_minutes)
     incident = risk_open_incident(risk)
     if rule.last_fired_at is not None and rule.last_fired_at >= since and incident is not None:
-        _attach(mention, incident)
+        _attach(mention, incident_id=incident.pk)
         return None
     window_ids = list(
         RuleHit.objects.filter(rule=rule, received_at__gte=since)
@@ -248,14 +247,11 @@ def _fire(rule: ListeningRule, *, mention: Mention, reason: str, now: datetime) 
     return Fired(detection=detection, opened=opened)
 
 
-def _attach(mention: Mention, incident: Incident | None = None, *, incident_id=None) -> None:
+def _attach(mention: Mention, *, incident_id: int) -> None:
+    """Add the mention to an incident, unless it already belongs to one."""
     if mention.incident_id is None:
-        incident_id = incident.pk if incident is not None else incident_id
         Mention.objects.filter(pk=mention.pk, incident__isnull=True).update(incident_id=incident_id)
-        if incident is not None:
-            mention.incident = incident
-        else:
-            mention.incident_id = incident_id
+        mention.incident_id = incident_id
 
 
 def rules_matching(
