@@ -29,25 +29,6 @@ def ip(*args: str) -> str:
     ).stdout
 
 
-def unread_bytes(port: int, peer: str) -> int:
-    """Bytes the kernel holds for a server on ``port`` (root namespace) that its process
-    has not read yet, summed over its connections from ``peer``."""
-    out = subprocess.run(
-        ["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    ).stdout
-    total = 0
-    for line in out.splitlines():
-        # Recv-Q Send-Q Local:Port Peer:Port (the state is left out when filtered on)
-        fields = line.split()
-        if len(fields) >= 4 and fields[3].rsplit(":", 1)[0] == peer:
-            total += int(fields[0])
-    return total
-
-
 def missing_capability() -> str | None:
     """Why this machine cannot make namespaces (None if it can): root, `ip`, a probe."""
     if os.geteuid() != 0:

@@ -43,6 +43,39 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def unread_bytes(port: int, peer: str) -> int:
+    """Bytes the kernel holds for a server on ``port`` (root namespace) that its process
+    has not read yet, summed over its connections from ``peer``."""
+    out = subprocess.run(
+        ["ss", "-tnH", "state", "established", f"( sport = :{port} )"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    total = 0
+    for line in out.splitlines():
+        # Recv-Q Send-Q Local:Port Peer:Port (the state is left out when filtered on)
+        fields = line.split()
+        if len(fields) >= 4 and fields[3].rsplit(":", 1)[0] == peer:
+            total += int(fields[0])
+    return total
+
+
+def smtp_settled(loop: asyncio.AbstractEventLoop, *, port: int, peer: str) -> None:
+    """Wait until the SMTP server on ``port`` (its event loop ``loop``) has read and
+    handled every byte the kernel got from ``peer``, once ``peer`` can send no more (its
+    link cut, its process killed): nothing left unread in its sockets, then its loop
+    gone round three times with that still so. An e-mail whose last bytes left before
+    the cut or the kill is then counted, however late the server got to it."""
+    quiet = 0
+    deadline = time.monotonic() + 30
+    while quiet < 3:
+        assert time.monotonic() < deadline, "the SMTP server never caught up"
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop).result(timeout=10)
+        quiet = quiet + 1 if unread_bytes(port, peer) == 0 else 0
+
+
 @dataclass
 class Received:
     rcpt_tos: list[str]
@@ -97,6 +130,11 @@ class SmtpSink:
         if self._controller is not None:
             self._controller.stop()
             self._controller = None
+
+    def settle(self, peer: str = "127.0.0.1") -> None:
+        """``smtp_settled`` for this server."""
+        assert self._controller is not None
+        smtp_settled(self._controller.loop, port=self.port, peer=peer)
 
     def message_ids(self) -> list[str]:
         with self._lock:

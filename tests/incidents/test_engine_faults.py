@@ -284,8 +284,9 @@ def test_a_worker_killed_mid_send_resends_with_the_same_message_id_and_the_resen
             interval=0.02,
         ), "no message was both received by the server and still being sent"
         victim.kill()
-        smtp.release.set()
+        smtp.settle()  # what it had sent before it died, read however late
         in_flight = set(smtp.message_ids())
+        smtp.release.set()
         worker_factory(smtp=smtp, name="replacement")
 
         # The lease (EMAIL_TIMEOUT 5 s + 10 s) runs out, then a sweep re-queues it.

@@ -20,7 +20,6 @@ namespaces, which CI has: elsewhere it skips, under CI=true it fails.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import email
 import re
@@ -38,7 +37,7 @@ from incidents import escalation, notify, services
 from incidents.models import Notification
 from tests.conftest import need
 from tests.incidents.test_mass_send_realstack import send_to
-from tests.netns import Forwarder, Network, missing_capability, unread_bytes
+from tests.netns import Forwarder, Network, missing_capability
 from tests.realstack import (
     SWEEP_SECONDS,
     SmtpSink,
@@ -47,6 +46,7 @@ from tests.realstack import (
     free_port,
     make_beat,
     make_worker,
+    smtp_settled,
 )
 
 pytestmark = pytest.mark.services
@@ -95,18 +95,6 @@ def sweep_starts(worker) -> list[dt.datetime]:
         - dt.timedelta(seconds=float(took))
         for at, took in _SWEEP_DONE.findall(text)
     ]
-
-
-def settled(*, sink_loop, port: int, peer: str) -> None:
-    """Wait until the SMTP server has read and handled every byte the kernel got from
-    ``peer`` (whose link is down, so no more can come): nothing left unread in its
-    sockets, then its event loop gone round three times with that still so."""
-    quiet = 0
-    deadline = time.monotonic() + 30
-    while quiet < 3:
-        assert time.monotonic() < deadline, "the SMTP server never caught up after the cut"
-        asyncio.run_coroutine_threadsafe(asyncio.sleep(0), sink_loop).result(timeout=10)
-        quiet = quiet + 1 if unread_bytes(port, peer) == 0 else 0
 
 
 def _at(url: str, host: str) -> str:
@@ -201,7 +189,7 @@ def test_a_worker_host_cut_off_mid_send_loses_and_doubles_nothing(
         # What the server got from the cut host before the cut: what it had read, and
         # what was already in its buffers (an e-mail whose last bytes came before the
         # cut can be accepted just after it).
-        settled(sink_loop=controllers[0].loop, port=smtp_port, peer=cut_host.address)
+        smtp_settled(controllers[0].loop, port=smtp_port, peer=cut_host.address)
         from_cut_host = set(sink.from_host(cut_host.address))
         claimed = dict(
             Notification.objects.filter(status="sending").values_list("pk", "lease_until")
