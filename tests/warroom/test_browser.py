@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from incidents.models import Incident
+from incidents.models import Incident, Timer
 from incidents.permissions import ensure_groups
 from tests.factories import UserFactory
 
@@ -61,6 +61,42 @@ def check(page, name: str, width: int) -> None:
         if v["impact"] in ("serious", "critical")
     ]
     assert not bad, f"{name} at {width} px: {bad}"
+
+
+def test_long_overdue_deadlines_wrap_at_a_phones_width(
+    browser, live_server, broker_calls, make_playbook
+):
+    """A deadline overdue by hours ("overdue by 2 h 16 min") is wider than a phone's
+    deadlines column: it wraps there instead of pushing the page sideways."""
+    from datetime import timedelta
+
+    from django.contrib.auth.models import Group
+    from django.utils import timezone
+
+    from incidents import services
+
+    ensure_groups()
+    lead = UserFactory(username="lead", first_name="Lea", last_name="Lead")
+    lead.groups.add(Group.objects.get(name="Crisis managers"))
+    incident = services.incident_open(
+        title="Card payments taken twice at checkout", playbook=make_playbook()
+    )
+    ago = timedelta(hours=3, minutes=16, seconds=39)
+    Incident.objects.filter(pk=incident.pk).update(opened_at=timezone.now() - ago)
+    # Its first statement was due an hour after it opened.
+    Timer.objects.filter(incident=incident, kind=Timer.Kind.FIRST_STATEMENT).update(
+        due_at=timezone.now() - ago + timedelta(hours=1)
+    )
+    page = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-GB")
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "lead")
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+    check(page, "dashboard-overdue", 390)
+    page.goto(f"{live_server.url}/incidents/{incident.reference}/")
+    assert "overdue by 2 h" in page.inner_text("#statement-due")
+    check(page, "incident-overdue", 390)
 
 
 @pytest.mark.parametrize("width,height", [(1366, 768), (390, 844)])
