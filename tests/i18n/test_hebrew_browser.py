@@ -63,7 +63,11 @@ def test_a_hebrew_crisis_manager_runs_the_war_room_right_to_left(
     # The post-mortem, as a PDF in Hebrew: real glyphs, text in logical order.
     services.incident_resolve(incident=incident, actor=manager)
     postmortem.postmortem_start(incident=incident, actor=manager)
-    response = page.request.get(f"{live_server.url}/incidents/{incident.reference}/postmortem.pdf")
+    # A server's first PDF loads its fonts: on a busy machine that outlasts Playwright's
+    # default 30 s, so the request gets two minutes.
+    response = page.request.get(
+        f"{live_server.url}/incidents/{incident.reference}/postmortem.pdf", timeout=120_000
+    )
     assert response.status == 200 and response.headers["content-type"] == "application/pdf"
     pdf = pypdfium2.PdfDocument(io.BytesIO(response.body()))
     first = pdf[0].get_textpage().get_text_range()
