@@ -63,6 +63,15 @@ def check(page, name: str, width: int) -> None:
     assert not bad, f"{name} at {width} px: {bad}"
 
 
+def sign_in(page, live_server, username: str) -> None:
+    """Sign in on the war room's own page and land on the dashboard."""
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
 def test_long_overdue_deadlines_wrap_at_a_phones_width(
     browser, live_server, broker_calls, make_playbook
 ):
@@ -88,11 +97,7 @@ def test_long_overdue_deadlines_wrap_at_a_phones_width(
         due_at=timezone.now() - ago + timedelta(hours=1)
     )
     page = browser.new_page(viewport={"width": 390, "height": 844}, locale="en-GB")
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server, "lead")
     check(page, "dashboard-overdue", 390)
     page.goto(f"{live_server.url}/incidents/{incident.reference}/")
     assert "overdue by 2 h" in page.inner_text("#statement-due")
@@ -232,10 +237,7 @@ def test_it_reads_right_to_left_in_hebrew_on_a_phone(
     page = context.new_page()
     page.goto(f"{live_server.url}/accounts/login/")
     assert page.locator("html").get_attribute("dir") == "rtl"
-    page.fill("#id_username", "lead")
-    page.fill("#id_password", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/")
+    sign_in(page, live_server, "lead")
     check(page, "he-dashboard", 390)
     page.goto(f"{live_server.url}/incidents/{incident.reference}/")
     check(page, "he-incident", 390)
@@ -262,16 +264,9 @@ def test_it_drafts_and_approves_a_statement_in_every_language(
     counsel.groups.add(Group.objects.get(name="Legal"))
     incident = comms_desk["incident"]
 
-    def sign_in(page, username):
-        page.goto(f"{live_server.url}/accounts/login/")
-        page.fill("#id_username", username)
-        page.fill("#id_password", PASSWORD)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/")
-
     context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
     page = context.new_page()
-    sign_in(page, "writer")
+    sign_in(page, live_server, "writer")
     page.goto(f"{live_server.url}/incidents/{incident.reference}/")
     check(page, "incident-comms", width)
 
@@ -306,7 +301,7 @@ def test_it_drafts_and_approves_a_statement_in_every_language(
     # A second person approves it from the incident page.
     context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
     page = context.new_page()
-    sign_in(page, "counsel")
+    sign_in(page, live_server, "counsel")
     page.goto(f"{live_server.url}/incidents/{incident.reference}/#comms")
     check(page, "incident-comms-review", width)
     page.click(f"#comms-message-{message.pk} button:has-text('Approve')")
@@ -318,7 +313,7 @@ def test_it_drafts_and_approves_a_statement_in_every_language(
     # The writer sees what may happen next: send now, or schedule.
     context = browser.new_context(viewport={"width": width, "height": height}, locale="en-GB")
     page = context.new_page()
-    sign_in(page, "writer")
+    sign_in(page, live_server, "writer")
     page.goto(f"{live_server.url}/incidents/{incident.reference}/messages/{message.pk}/")
     assert page.locator("#send-form").count() == 1 and page.locator("#schedule-form").count() == 1
     check(page, "message-approved", width)
