@@ -127,6 +127,21 @@ def test_entries_read_twice_are_written_once_and_capped_per_poll(db, server, mon
     assert Mention.objects.count() == 5
 
 
+def test_entries_without_an_id_are_told_apart_by_their_link(db, server):
+    no_guid = "".join(
+        f"<item><title>Review {n}</title><link>https://reviews.example.test/{n}</link>"
+        f"<description>Slow refund</description></item>"
+        for n in range(2)
+    )
+    Handler.routes["/noid.xml"] = lambda h: send(h, RSS.format(items=no_guid).encode())
+    source = feed(server, "/noid.xml")
+    poll(source)
+    poll(source)
+    assert sorted(Mention.objects.values_list("external_id", flat=True)) == [
+        f"https://reviews.example.test/{n}" for n in range(2)
+    ]
+
+
 def test_a_spike_in_a_feed_opens_an_incident(broker_calls, server, spike_rule):
     Handler.routes["/alerts.xml"] = lambda h: send(h, rss(6))
     poll(feed(server, "/alerts.xml"))

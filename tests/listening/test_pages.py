@@ -47,6 +47,21 @@ def test_it_filters_by_channel_and_sentiment(client, listed, manager):
     assert client.get("/mentions/?sentiment=9").status_code == 200
 
 
+def test_it_filters_by_source_and_risk(client, listed, manager, risk):
+    client.force_login(manager)
+    reviews = services.source_create(name="Review site", slug="reviews", kind="webhook")
+    services.mention_record(
+        source=reviews, external_id="r", channel="forum", text="Refunds take weeks"
+    )
+    Mention.objects.filter(text__startswith="Great service").update(risk=risk)
+    page = client.get(f"/mentions/?risk={risk.pk}").content.decode()
+    assert "Great service" in page
+    assert "Δεν είναι καλό" not in page and "Refunds take weeks" not in page
+    page = client.get("/mentions/?source=reviews").content.decode()
+    assert "Refunds take weeks" in page
+    assert "Great service" not in page and "Δεν είναι καλό" not in page
+
+
 def test_a_mention_is_added_by_hand(client, groups, responder):
     client.force_login(responder)
     response = client.post(
