@@ -71,10 +71,11 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def rss_mb(pid: int, *, peak: bool = False) -> float:
-    """Resident memory of a process tree in MiB: now (VmRSS) or at its peak (VmHWM)."""
+def rss_mb(pid: int, *, peak: bool = False, children: bool = True) -> float:
+    """Resident memory of a process tree (or, children=False, the process alone) in
+    MiB: now (VmRSS) or at its peak (VmHWM)."""
     key, total = ("VmHWM:" if peak else "VmRSS:"), 0
-    for p in tree(pid):
+    for p in tree(pid) if children else [pid]:
         try:
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith(key):

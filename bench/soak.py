@@ -15,8 +15,11 @@ cycle every ``--pace`` seconds, through the API as a crisis manager would:
 Every 10 s the resident memory (VmRSS) of gunicorn (master and workers) and of the
 Celery worker (main process and pool) is sampled; after a warm-up (a tenth of the
 run, at least 60 s, at most 5 minutes) the least-squares slope of each is reported
-in MB per hour: flat memory is a slope near 0. Any HTTP status other than the one
-expected, or a transport error, counts as an error.
+in MB per hour: flat memory is a slope near 0. The worker's main process is also
+reported alone (``worker_main_*``: CRISISDESK_WORKER_MAX_MEMORY_MB replaces pool
+processes only), with its slope over the second half of the run beside the whole
+(does it level off?) and its size every tenth of the run. Any HTTP status other
+than the one expected, or a transport error, counts as an error.
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/soak.py --minutes 30
@@ -241,11 +244,13 @@ def main() -> None:
         t.start()
     web: list[tuple[float, float]] = []
     work: list[tuple[float, float]] = []
+    main_rss: list[tuple[float, float]] = []
     loads: list[float] = []
     while time.monotonic() < stop:
         t = time.monotonic() - started
         web.append((t, rss_mb(server.pid)))
         work.append((t, rss_mb(worker.popen.pid)))
+        main_rss.append((t, rss_mb(worker.popen.pid, children=False)))
         loads.append(os.getloadavg()[0])
         time.sleep(min(SAMPLE_SECONDS, max(0.0, stop - time.monotonic())))
     for t in threads:
@@ -275,6 +280,16 @@ def main() -> None:
         "worker_rss_mb_first_last": [work[0][1], work[-1][1]] if work else None,
         "web_rss_slope_mb_per_hour": slope_per_hour([s for s in web if s[0] >= warm]),
         "worker_rss_slope_mb_per_hour": slope_per_hour([s for s in work if s[0] >= warm]),
+        "worker_main_rss_slope_mb_per_hour": slope_per_hour([s for s in main_rss if s[0] >= warm]),
+        "worker_main_rss_slope_second_half_mb_per_hour": slope_per_hour(
+            [s for s in main_rss if s[0] >= max(warm, seconds / 2)]
+        ),
+        "worker_main_rss_mb_every_tenth": [
+            main_rss[min(len(main_rss) - 1, round(k * (len(main_rss) - 1) / 10))][1]
+            for k in range(11)
+        ]
+        if main_rss
+        else None,
         "warm_up_seconds": warm,
         "load_average_min_max": [round(min(loads), 2), round(max(loads), 2)] if loads else None,
         "error_samples": tally["error_samples"],
