@@ -21,6 +21,14 @@ processes only), with its slope over the second half of the run beside the whole
 (does it level off?) and its size every tenth of the run. Any HTTP status other
 than the one expected, or a transport error, counts as an error.
 
+Load that varies: ``--surge-clients N`` adds N clients that open incidents only
+during surges of ``--surge-minutes`` starting every ``--surge-every`` minutes (they
+still acknowledge, resolve and close what they opened in between). The surges are
+alike, so a process that keeps the size of its busiest moment rises in the first
+and stays level after the later ones, where one that leaks keeps rising:
+``worker_main_rss_mb_before_each_surge`` is the main process's size just before
+each surge and at the end. ``--warm-up-minutes`` sets the warm-up instead.
+
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/soak.py --minutes 30
 
@@ -67,7 +75,25 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=2, help="Celery worker processes")
     p.add_argument("--contacts", type=int, default=20, help="contacts of the audience")
     p.add_argument("--sweep-seconds", type=int, default=5)
-    return p.parse_args()
+    p.add_argument("--surge-clients", type=int, default=0, help="extra clients during surges")
+    p.add_argument("--surge-every", type=float, default=20.0, help="minutes between surge starts")
+    p.add_argument("--surge-minutes", type=float, default=5.0, help="how long a surge lasts")
+    p.add_argument("--warm-up-minutes", type=float, default=None, help="instead of the automatic")
+    args = p.parse_args()
+    if args.surge_clients and not 0 < args.surge_minutes < args.surge_every:
+        p.error("--surge-minutes must be more than 0 and less than --surge-every")
+    return args
+
+
+def surge_starts(args: argparse.Namespace) -> list[float]:
+    """Seconds into the run at which each surge begins (none without surge clients)."""
+    if not args.surge_clients:
+        return []
+    starts, k = [], 1
+    while k * args.surge_every + args.surge_minutes <= args.minutes:
+        starts.append(k * args.surge_every * 60)
+        k += 1
+    return starts
 
 
 def slope_per_hour(samples: list[tuple[float, float]]) -> float | None:
@@ -150,38 +176,40 @@ class Client:
         return data
 
 
-def cycle(client: Client, ids: dict, *, playbook: int, audience: int, n: int) -> None:
-    client.call("GET", "/api/v1/incidents/?page_size=20")
-    opened = client.call(
-        "POST",
-        "/api/v1/incidents/",
-        {"title": f"Soak incident {n}", "severity": 3, "playbook": playbook},
-        expect=(201,),
-    )
-    if opened:
-        ids[opened["id"]] = (time.monotonic(), 0)
-        client.call("GET", f"/api/v1/incidents/{opened['id']}/")
-        draft = client.call(
+def cycle(client: Client, ids: dict, *, playbook: int, audience: int, n: int, opens=True) -> None:
+    """One client's round; with ``opens`` false it only moves its incidents on."""
+    if opens:
+        client.call("GET", "/api/v1/incidents/?page_size=20")
+        opened = client.call(
             "POST",
-            "/api/v1/messages/",
-            {
-                "incident": opened["id"],
-                "audience": audience,
-                "channel": "email",
-                "language": "en",
-                "subject": f"Update {n}",
-                "body": f"We are looking into it (update {n}).",
-            },
+            "/api/v1/incidents/",
+            {"title": f"Soak incident {n}", "severity": 3, "playbook": playbook},
             expect=(201,),
         )
-        if draft:
-            client.call("POST", f"/api/v1/messages/{draft['id']}/submit/")
-            client.call(
+        if opened:
+            ids[opened["id"]] = (time.monotonic(), 0)
+            client.call("GET", f"/api/v1/incidents/{opened['id']}/")
+            draft = client.call(
                 "POST",
-                f"/api/v1/messages/{draft['id']}/approve/",
-                {"approve_own": True, "accept_boilerplate": True},
+                "/api/v1/messages/",
+                {
+                    "incident": opened["id"],
+                    "audience": audience,
+                    "channel": "email",
+                    "language": "en",
+                    "subject": f"Update {n}",
+                    "body": f"We are looking into it (update {n}).",
+                },
+                expect=(201,),
             )
-            client.call("POST", f"/api/v1/messages/{draft['id']}/send/")
+            if draft:
+                client.call("POST", f"/api/v1/messages/{draft['id']}/submit/")
+                client.call(
+                    "POST",
+                    f"/api/v1/messages/{draft['id']}/approve/",
+                    {"approve_own": True, "accept_boilerplate": True},
+                )
+                client.call("POST", f"/api/v1/messages/{draft['id']}/send/")
     now = time.monotonic()
     for pk, (at, done) in list(ids.items()):  # each step once, in order, when due
         step = next((s for s in STEPS[done:] if now - at > s[0]), None)
@@ -192,7 +220,8 @@ def cycle(client: Client, ids: dict, *, playbook: int, audience: int, n: int) ->
         ids[pk] = (at, STEPS.index(step) + 1)
         if path == "close":
             ids.pop(pk)
-    client.call("GET", "/status/", auth=False)
+    if opens:
+        client.call("GET", "/status/", auth=False)
 
 
 def main() -> None:
@@ -231,15 +260,33 @@ def main() -> None:
     started = time.monotonic()
     stop = started + seconds
 
-    def run(n: int) -> None:
+    surges = surge_starts(args)
+
+    def surging(at: float) -> bool:
+        return any(s <= at - started < s + args.surge_minutes * 60 for s in surges)
+
+    def run(n: int, surge: bool = False) -> None:
         client, ids, i = Client(base, setup["token"], tally, lock), {}, 0
         while time.monotonic() < stop:
             began = time.monotonic()
-            i += 1
-            cycle(client, ids, playbook=setup["playbook"], audience=setup["audience"], n=i)
+            opens = not surge or surging(began)
+            if opens or ids:
+                i += 1
+                cycle(
+                    client,
+                    ids,
+                    playbook=setup["playbook"],
+                    audience=setup["audience"],
+                    n=i,
+                    opens=opens,
+                )
             time.sleep(max(0.0, args.pace - (time.monotonic() - began)))
 
     threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(args.clients)]
+    threads += [
+        threading.Thread(target=run, args=(args.clients + n, True), daemon=True)
+        for n in range(args.surge_clients)
+    ]
     for t in threads:
         t.start()
     web: list[tuple[float, float]] = []
@@ -262,7 +309,11 @@ def main() -> None:
     worker.stop()
     smtp.stop()
 
-    warm = min(300.0, max(60.0, seconds / 10))
+    warm = (
+        args.warm_up_minutes * 60
+        if args.warm_up_minutes is not None
+        else min(300.0, max(60.0, seconds / 10))
+    )
     from incidents.models import Incident, Notification
 
     result = {
@@ -289,6 +340,14 @@ def main() -> None:
             for k in range(11)
         ]
         if main_rss
+        else None,
+        "surge_clients": args.surge_clients,
+        "surge_starts_minutes": [round(x / 60, 1) for x in surges],
+        "worker_main_rss_mb_before_each_surge": [
+            next((m for t, m in reversed(main_rss) if t < at), None)
+            for at in [*surges, float("inf")]
+        ]
+        if surges and main_rss
         else None,
         "warm_up_seconds": warm,
         "load_average_min_max": [round(min(loads), 2), round(max(loads), 2)] if loads else None,
