@@ -33,3 +33,9 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+    @property
+    def default_connection_params(self):
+        # The virtual transports' default names a host, "localhost", which kombu then
+        # warns about ("No hostname was supplied") on every connection: a folder has none.
+        return {"port": self.default_port}

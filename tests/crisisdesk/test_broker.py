@@ -63,3 +63,18 @@ def test_the_desk_uses_it_for_the_embedded_broker_only(settings):
         "amqp": "kombu.transport.pyamqp",
     }
     assert module == expected[scheme]
+
+
+def test_connecting_to_the_folder_logs_no_warning_about_a_missing_hostname(tmp_path, caplog):
+    """A folder has no host: kombu's virtual default ("localhost") made every connection
+    warn "No hostname was supplied", noise in a new user's `crisisdesk up` output."""
+    _folder, options = _options(tmp_path)
+    # The desk's URL is "filesystem://" (no host), with our transport in its place.
+    with (
+        caplog.at_level("WARNING", logger="kombu"),
+        Connection("filesystem://", transport=TRANSPORT, transport_options=options) as connection,
+    ):
+        assert not connection.hostname
+        connection.info()
+        connection.default_channel._put("jobs", {"n": 1})
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("kombu")] == []
