@@ -29,6 +29,10 @@ and stays level after the later ones, where one that leaks keeps rising:
 ``worker_main_rss_mb_before_each_surge`` is the main process's size just before
 each surge and at the end. ``--warm-up-minutes`` sets the warm-up instead.
 
+Ctrl-C (or SIGTERM) ends the run before its time and still prints the report, for
+the minutes run (``stopped_early`` says so). Two soaks at once need a database and
+a Redis database each (DATABASE_URL, CELERY_BROKER_URL): a run empties its own first.
+
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/soak.py --minutes 30
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -259,6 +264,13 @@ def main() -> None:
     seconds = args.minutes * 60
     started = time.monotonic()
     stop = started + seconds
+    # Ctrl-C or SIGTERM ends the run early and still prints its report (for the time run).
+    halt = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: halt.set())
+
+    def running() -> bool:
+        return time.monotonic() < stop and not halt.is_set()
 
     surges = surge_starts(args)
 
@@ -267,7 +279,7 @@ def main() -> None:
 
     def run(n: int, surge: bool = False) -> None:
         client, ids, i = Client(base, setup["token"], tally, lock), {}, 0
-        while time.monotonic() < stop:
+        while running():
             began = time.monotonic()
             opens = not surge or surging(began)
             if opens or ids:
@@ -280,7 +292,7 @@ def main() -> None:
                     n=i,
                     opens=opens,
                 )
-            time.sleep(max(0.0, args.pace - (time.monotonic() - began)))
+            halt.wait(max(0.0, args.pace - (time.monotonic() - began)))
 
     threads = [threading.Thread(target=run, args=(n,), daemon=True) for n in range(args.clients)]
     threads += [
@@ -293,13 +305,13 @@ def main() -> None:
     work: list[tuple[float, float]] = []
     main_rss: list[tuple[float, float]] = []
     loads: list[float] = []
-    while time.monotonic() < stop:
+    while running():
         t = time.monotonic() - started
         web.append((t, rss_mb(server.pid)))
         work.append((t, rss_mb(worker.popen.pid)))
         main_rss.append((t, rss_mb(worker.popen.pid, children=False)))
         loads.append(os.getloadavg()[0])
-        time.sleep(min(SAMPLE_SECONDS, max(0.0, stop - time.monotonic())))
+        halt.wait(min(SAMPLE_SECONDS, max(0.0, stop - time.monotonic())))
     for t in threads:
         t.join(timeout=120)
     wall = time.monotonic() - started
@@ -318,6 +330,7 @@ def main() -> None:
 
     result = {
         "minutes": round(wall / 60, 1),
+        "stopped_early": halt.is_set(),
         "clients": args.clients,
         "requests": tally["requests"],
         "errors": tally["errors"],
@@ -333,7 +346,7 @@ def main() -> None:
         "worker_rss_slope_mb_per_hour": slope_per_hour([s for s in work if s[0] >= warm]),
         "worker_main_rss_slope_mb_per_hour": slope_per_hour([s for s in main_rss if s[0] >= warm]),
         "worker_main_rss_slope_second_half_mb_per_hour": slope_per_hour(
-            [s for s in main_rss if s[0] >= max(warm, seconds / 2)]
+            [s for s in main_rss if s[0] >= max(warm, wall / 2)]
         ),
         "worker_main_rss_mb_every_tenth": [
             main_rss[min(len(main_rss) - 1, round(k * (len(main_rss) - 1) / 10))][1]
