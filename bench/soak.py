@@ -29,9 +29,13 @@ and stays level after the later ones, where one that leaks keeps rising:
 ``worker_main_rss_mb_before_each_surge`` is the main process's size just before
 each surge and at the end. ``--warm-up-minutes`` sets the warm-up instead.
 
-Ctrl-C (or SIGTERM) ends the run before its time and still prints the report, for
-the minutes run (``stopped_early`` says so). Two soaks at once need a database and
-a Redis database each (DATABASE_URL, CELERY_BROKER_URL): a run empties its own first.
+SIGINT or SIGTERM sent to this process alone (``kill -INT <pid>``) ends the run
+before its time and still prints the report, for the minutes run (``stopped_early``
+says so). Ctrl-C in a terminal (or ``timeout``) signals the whole process group, the
+desk's processes too, and the requests in flight then count as errors.
+
+Two soaks at once need a database and a Redis database each (DATABASE_URL,
+CELERY_BROKER_URL): a run empties its own first.
 
     .venv/bin/pip install -e '.[bench]'
     .venv/bin/python bench/soak.py --minutes 30
@@ -181,40 +185,45 @@ class Client:
         return data
 
 
+def open_and_announce(client: Client, ids: dict, *, playbook: int, audience: int, n: int) -> None:
+    """List incidents, open one and read it back, then draft, approve and send a statement."""
+    client.call("GET", "/api/v1/incidents/?page_size=20")
+    opened = client.call(
+        "POST",
+        "/api/v1/incidents/",
+        {"title": f"Soak incident {n}", "severity": 3, "playbook": playbook},
+        expect=(201,),
+    )
+    if opened:
+        ids[opened["id"]] = (time.monotonic(), 0)
+        client.call("GET", f"/api/v1/incidents/{opened['id']}/")
+        draft = client.call(
+            "POST",
+            "/api/v1/messages/",
+            {
+                "incident": opened["id"],
+                "audience": audience,
+                "channel": "email",
+                "language": "en",
+                "subject": f"Update {n}",
+                "body": f"We are looking into it (update {n}).",
+            },
+            expect=(201,),
+        )
+        if draft:
+            client.call("POST", f"/api/v1/messages/{draft['id']}/submit/")
+            client.call(
+                "POST",
+                f"/api/v1/messages/{draft['id']}/approve/",
+                {"approve_own": True, "accept_boilerplate": True},
+            )
+            client.call("POST", f"/api/v1/messages/{draft['id']}/send/")
+
+
 def cycle(client: Client, ids: dict, *, playbook: int, audience: int, n: int, opens=True) -> None:
     """One client's round; with ``opens`` false it only moves its incidents on."""
     if opens:
-        client.call("GET", "/api/v1/incidents/?page_size=20")
-        opened = client.call(
-            "POST",
-            "/api/v1/incidents/",
-            {"title": f"Soak incident {n}", "severity": 3, "playbook": playbook},
-            expect=(201,),
-        )
-        if opened:
-            ids[opened["id"]] = (time.monotonic(), 0)
-            client.call("GET", f"/api/v1/incidents/{opened['id']}/")
-            draft = client.call(
-                "POST",
-                "/api/v1/messages/",
-                {
-                    "incident": opened["id"],
-                    "audience": audience,
-                    "channel": "email",
-                    "language": "en",
-                    "subject": f"Update {n}",
-                    "body": f"We are looking into it (update {n}).",
-                },
-                expect=(201,),
-            )
-            if draft:
-                client.call("POST", f"/api/v1/messages/{draft['id']}/submit/")
-                client.call(
-                    "POST",
-                    f"/api/v1/messages/{draft['id']}/approve/",
-                    {"approve_own": True, "accept_boilerplate": True},
-                )
-                client.call("POST", f"/api/v1/messages/{draft['id']}/send/")
+        open_and_announce(client, ids, playbook=playbook, audience=audience, n=n)
     now = time.monotonic()
     for pk, (at, done) in list(ids.items()):  # each step once, in order, when due
         step = next((s for s in STEPS[done:] if now - at > s[0]), None)
@@ -264,7 +273,7 @@ def main() -> None:
     seconds = args.minutes * 60
     started = time.monotonic()
     stop = started + seconds
-    # Ctrl-C or SIGTERM ends the run early and still prints its report (for the time run).
+    # SIGINT or SIGTERM ends the run early and still prints its report (for the time run).
     halt = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: halt.set())
