@@ -8,7 +8,9 @@ of the same one impossible) and delivered after commit:
 2. Re-check that it is still wanted: an escalation page only while its incident
    is open in the same escalation round. If not, mark it ``cancelled`` (with the
    reason) and send nothing.
-3. Hand it to the SMTP server with the row's stable Message-ID.
+3. Hand it to the SMTP server with the row's stable Message-ID, if an exchange
+   started now ends inside the lease (by the worker's own clock); a worker that
+   stalled since its claim renews first, and sends nothing the sweep took back.
 4. As soon as the server's reply arrives, mark it sent, in its own short
    transaction with nothing else in between (the attempt is recorded and the
    connection closed after that). A transient failure (connection refused, 4xx)
@@ -24,7 +26,11 @@ What is guaranteed, and what is not:
   before step 4 committed, the recipient gets it twice, with the same
   Message-ID, so mail programs show it as one message. SMTP cannot close that
   window (RFC 1047): the server's acceptance and our commit are two systems.
-  Step 4 keeps it to the time between the server's reply and one UPDATE. The
+  Step 4 keeps it to the time between the server's reply and one UPDATE, and
+  step 3's check to an exchange already under way when its worker stalled (its
+  host cut off the network, say); a worker that stalls before the exchange and
+  comes back after its lease ran out sends nothing. Hosts' clocks must agree to
+  well within the 10 s between an exchange and a lease (NTP). The
   fault tests and bench/escalation_latency.py count such resends
   (``resends_same_message_id``) rather than hide them.
 - **No page after an acknowledgement committed, except one already being handed
@@ -49,7 +55,7 @@ import smtplib
 import socket
 import struct
 import zoneinfo
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -85,14 +91,50 @@ from playbooks.people import person_locale
 log = logging.getLogger(__name__)
 
 
+def exchange() -> timedelta:
+    """How long one SMTP exchange may take: each of its reads and writes is bounded by
+    EMAIL_TIMEOUT, and a server that answers it is answering in time."""
+    return timedelta(seconds=getattr(settings, "EMAIL_TIMEOUT", None) or 20)
+
+
 def lease() -> timedelta:
     """How long a delivery in progress keeps its claim before the sweep takes it back.
 
-    Longer than one SMTP exchange may take (EMAIL_TIMEOUT), so a live but slow
+    Longer than one SMTP exchange may take (``exchange()``), so a live but slow
     send is not doubled; short, so a send whose worker was killed is retried
-    soon after (bench/escalation_latency.py --kill-worker measures it).
+    soon after (bench/escalation_latency.py --kill-worker measures it). The 10 s
+    between the two are for the work between a claim and its hand-off; a worker
+    that took longer renews first (``_fenced``).
     """
-    return timedelta(seconds=getattr(settings, "EMAIL_TIMEOUT", None) or 20) + timedelta(seconds=10)
+    return exchange() + timedelta(seconds=10)
+
+
+def _fenced(pks: list[int], until: datetime) -> tuple[datetime, set[int]]:
+    """The claim (lease end) to hand ``pks[0]`` to the SMTP server under, and which of
+    ``pks`` the caller still holds.
+
+    Before each hand-off the worker checks by its own clock that an exchange started
+    now ends inside its lease. A worker that stalled since it claimed or renewed (its
+    network gone, a database or Redis call hanging, a pause) renews first; where the
+    sweep took a row back meanwhile the renewal finds it gone, and the row is not
+    sent: another worker has it. Where the renewal itself took so long that an
+    exchange would still outlast it, nothing is held: the row keeps the caller's
+    lease and the sweep takes it back when it runs out.
+    """
+    if timezone.now() + exchange() <= until:
+        return until, set(pks)
+    renewal, held = _renewed(pks, until)
+    if timezone.now() + exchange() > renewal:
+        return renewal, set()
+    return renewal, held
+
+
+def _renewed(pks: list[int], until: datetime) -> tuple[datetime, set[int]]:
+    """Extend the caller's claim on ``pks`` (lease end ``until``) by a lease from now:
+    the new lease end, and the rows still held (those the sweep took back are not)."""
+    renewal = timezone.now() + lease()
+    _held(pks, until).update(lease_until=renewal)
+    return renewal, set(_held(pks, renewal).values_list("pk", flat=True))
 
 
 BACKOFF_FIRST_SECONDS = 2
@@ -631,6 +673,10 @@ def notification_deliver(*, notification_id: int, now: datetime | None = None) -
     connection = get_connection()
     try:
         connection.open()
+        until, held = _fenced([n.pk], until)
+        if not held:
+            _close_quietly(connection)
+            return f"notification {n.pk}: not sent, its lease ran out before the hand-off"
         message.connection = connection
         message.send()
     except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
@@ -728,7 +774,7 @@ def chunk_deliver(*, ids: list[int], now: datetime | None = None) -> str:
     renewed = timezone.now()
     connection = None
     sent: list[DeliveryAttempt] = []
-    outcome = {"sent": 0, "failed": 0, "retry": 0, "cancelled": 0}
+    outcome = Counter(sent=0, failed=0, retry=0, cancelled=0)
     held = {n.pk for n in rows}
     given_up: list[Notification] = []
     try:
@@ -737,13 +783,10 @@ def chunk_deliver(*, ids: list[int], now: datetime | None = None) -> str:
             if time_now - renewed > lease() / 3:
                 # A slow chunk keeps its claim on the rows it has not sent yet, and
                 # learns which it lost (its lease ran out and the sweep took them).
-                rest = [r.pk for r in rows[i:]]
-                renewal = time_now + lease()
-                _held(rest, until).update(lease_until=renewal)
-                until, renewed = renewal, time_now
-                held = set(_held(rest, until).values_list("pk", flat=True))
+                until, held = _renewed([r.pk for r in rows[i:]], until)
+                renewed = time_now
             if n.pk not in held:
-                outcome["lost to another worker"] = outcome.get("lost to another worker", 0) + 1
+                outcome["lost to another worker"] += 1
                 continue
             why = _unwanted(n)
             if why:
@@ -762,7 +805,14 @@ def chunk_deliver(*, ids: list[int], now: datetime | None = None) -> str:
                 if n.comms_message_id is not None:
                     # Only a message's mass send is paced; a page never waits behind it.
                     ratelimit.wait_turn()
-                connection.send_messages([_email(n)])
+                message = _email(n)
+                if timezone.now() + exchange() > until:
+                    until, held = _fenced([r.pk for r in rows[i:]], until)
+                    renewed = timezone.now()
+                if n.pk not in held:  # the sweep took it back while this worker stalled
+                    outcome["lost to another worker"] += 1
+                    continue
+                connection.send_messages([message])
             except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified
                 if not _is_permanent(exc) and connection is not None:
                     # Dropped, refused or 4xx: the next row starts on a new connection.

@@ -77,6 +77,54 @@ def test_it_records_a_permanently_refused_address_and_the_escalation_goes_on(que
     queued.refresh_from_db()
     assert queued.status == "failed" and "No such user" in queued.last_error
     assert queued.incident.timeline.filter(kind="delivery").exists()
+
+
+def test_a_worker_stalled_past_its_lease_before_the_hand_off_sends_nothing(queued, monkeypatch):
+    """Between its claim and the hand-off the worker stalls (opening the connection
+    hangs, say) past its lease: the sweep takes the row back, another worker sends it.
+    The first checks its lease before handing the e-mail over, and does not."""
+    other = []
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+
+        def stalled_open(self):
+            if not other:
+                other.append("stalled")
+                clock.shift(notify.lease() + dt.timedelta(seconds=1))
+                escalation.sweep()
+                other.append(notify.notification_deliver(notification_id=queued.pk))
+            return True
+
+        monkeypatch.setattr(FlakyBackend, "open", stalled_open)
+        first = notify.notification_deliver(notification_id=queued.pk)
+    assert other[1].endswith(": sent")
+    assert first.endswith("not sent, its lease ran out before the hand-off")
+    assert [m.extra_headers["Message-ID"] for m in mail.outbox] == [queued.message_id]
+    queued.refresh_from_db()
+    assert queued.status == "sent" and queued.attempts == 2
+
+
+def test_a_worker_slowed_near_its_lease_renews_it_before_the_hand_off(queued, monkeypatch):
+    """A slow open leaves less of the lease than one exchange may take: the worker
+    renews its claim first, so a sweep during the exchange would not take it back."""
+    leases = []
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+
+        def slow_open(self):
+            clock.shift(notify.lease() - dt.timedelta(seconds=2))
+            return True
+
+        def send(self, messages):
+            row = Notification.objects.get(pk=queued.pk)
+            leases.append(row.lease_until - timezone.now())
+            mail.outbox.extend(messages)
+            return len(messages)
+
+        monkeypatch.setattr(FlakyBackend, "open", slow_open)
+        monkeypatch.setattr(FlakyBackend, "send_messages", send)
+        assert notify.notification_deliver(notification_id=queued.pk).endswith(": sent")
+    (left,) = leases
+    assert left > notify.exchange()
+    assert len(mail.outbox) == 1
     assert Timer.objects.filter(incident=queued.incident, level=2, state="pending").exists()
 
 

@@ -348,3 +348,36 @@ def test_a_chunk_cut_off_past_its_lease_sends_nothing_another_worker_took(
     assert set(approved.deliveries.values_list("status", flat=True)) == {"sent"}
     # The cut host's failed attempt is recorded, and changed nothing.
     assert DeliveryAttempt.objects.filter(notification_id=ids[1], ok=False).count() == 1
+
+
+def test_a_chunk_stalled_past_its_lease_before_a_hand_off_sends_nothing_another_worker_took(
+    approved, comms_desk, broker_calls, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The worker stalls between its claim and handing a row to the SMTP server (its
+    network gone while it waited its turn, say) for longer than its lease: the sweep
+    takes the rows back and another worker sends them. The first checks its lease
+    before the hand-off, finds the rows gone, and sends none of them a second time."""
+    comms.message_send(message=approved, actor=comms_desk["eszter"])
+    comms.message_fanout(message_id=approved.pk)
+    rows = list(approved.deliveries.order_by("pk"))
+    ids = [r.pk for r in rows]
+    turns, other = [], []
+
+    with time_machine.travel(timezone.now(), tick=True) as clock:
+
+        def stalled_turn():
+            turns.append(True)
+            if len(turns) == 2:  # the first worker's second row
+                clock.shift(notify.lease() + dt.timedelta(seconds=1))
+                with django_capture_on_commit_callbacks(execute=True):
+                    escalation.sweep()
+                other.append(notify.chunk_deliver(ids=ids))
+
+        monkeypatch.setattr(ratelimit, "wait_turn", stalled_turn)
+        first = notify.chunk_deliver(ids=ids)
+
+    assert other == ["chunk of 7: sent 6, failed 0, retry 0, cancelled 0"]
+    assert first == "chunk of 7: sent 1, failed 0, retry 0, cancelled 0, lost to another worker 6"
+    ids_sent = [m.extra_headers["Message-ID"] for m in mail.outbox]
+    assert sorted(ids_sent) == sorted(r.message_id for r in rows)  # each exactly once
+    assert set(approved.deliveries.values_list("status", flat=True)) == {"sent"}
