@@ -31,15 +31,24 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def gunicorn(
-    *, workers: int, extra: list[str] | None = None, env: dict[str, str] | None = None
+    *,
+    workers: int,
+    extra: list[str] | None = None,
+    env: dict[str, str] | None = None,
+    own_session: bool = False,
 ) -> tuple[subprocess.Popen, str]:
-    """gunicorn serving crisisdesk.wsgi on loopback, and its base URL (not yet up)."""
+    """gunicorn serving crisisdesk.wsgi on loopback, and its base URL (not yet up).
+
+    ``own_session``: in a process group of its own, so a Ctrl-C in the terminal reaches
+    only the bench, which must then stop it (the Celery processes are started so too).
+    """
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "crisisdesk.wsgi", "-w", str(workers),
          "-b", f"127.0.0.1:{port}", "--log-level", "warning", *(extra or [])],
         cwd=ROOT,
         env={**os.environ, **(env or {})},
+        start_new_session=own_session,
     )  # fmt: skip
     return server, f"http://127.0.0.1:{port}"
 

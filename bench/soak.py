@@ -29,10 +29,10 @@ and stays level after the later ones, where one that leaks keeps rising:
 ``worker_main_rss_mb_before_each_surge`` is the main process's size just before
 each surge and at the end. ``--warm-up-minutes`` sets the warm-up instead.
 
-SIGINT or SIGTERM sent to this process alone (``kill -INT <pid>``) ends the run
-before its time and still prints the report, for the minutes run (``stopped_early``
-says so). Ctrl-C in a terminal (or ``timeout``) signals the whole process group, the
-desk's processes too, and the requests in flight then count as errors.
+SIGINT or SIGTERM (Ctrl-C, ``timeout``, ``kill -INT <pid>``) ends the run before its
+time and still prints the report, for the minutes run (``stopped_early`` says so). The
+desk's processes run in process groups of their own, so a Ctrl-C in the terminal
+reaches the soak alone, which stops them after its last requests.
 
 Two soaks at once need a database and a Redis database each (DATABASE_URL,
 CELERY_BROKER_URL): a run empties its own first.
@@ -240,6 +240,10 @@ def cycle(client: Client, ids: dict, *, playbook: int, audience: int, n: int, op
 
 def main() -> None:
     args = parse_args()
+    # SIGINT or SIGTERM ends the run early and still prints its report (for the time run).
+    halt = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: halt.set())
     os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/5")
     os.environ["CRISISDESK_SWEEP_SECONDS"] = str(args.sweep_seconds)
     os.environ.setdefault("DEBUG", "false")  # as in production: no SQL kept per query
@@ -265,7 +269,7 @@ def main() -> None:
     worker.wait_ready()
     beat = make_beat(data_dir, extra_env={"CRISISDESK_SWEEP_SECONDS": str(args.sweep_seconds)})
     beat.start()
-    server, base = gunicorn(workers=args.web_workers)
+    server, base = gunicorn(workers=args.web_workers, own_session=True)
     wait_up(f"{base}/healthz")
 
     tally = {"requests": 0, "errors": 0, "timings": [], "error_samples": []}
@@ -273,10 +277,6 @@ def main() -> None:
     seconds = args.minutes * 60
     started = time.monotonic()
     stop = started + seconds
-    # SIGINT or SIGTERM ends the run early and still prints its report (for the time run).
-    halt = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: halt.set())
 
     def running() -> bool:
         return time.monotonic() < stop and not halt.is_set()

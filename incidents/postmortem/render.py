@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import tempfile
+from collections import namedtuple
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from typing import BinaryIO, TextIO
@@ -14,6 +15,8 @@ from typing import BinaryIO, TextIO
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.paginator import Paginator
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
@@ -27,7 +30,12 @@ from incidents.models import (
     PostMortem,
     TimelineEntry,
 )
-from incidents.postmortem.facts import AudienceMessages, Report, person_name
+from incidents.postmortem.facts import (
+    AudienceMessages,
+    Report,
+    instant_from_text,
+    person_name,
+)
 
 # The printed report is bounded whatever the record's size: it carries what executives
 # read, each long list cut at these lengths with a line saying so, and the full timeline
@@ -58,6 +66,24 @@ def timeline_entries(incident: Incident):
     )
 
 
+TimelineRow = namedtuple("TimelineRow", TIMELINE_FIELDS)
+
+
+def timeline_stream(incident: Incident) -> Iterator[TimelineRow]:
+    """The incident's whole timeline, oldest first, streamed from the database.
+
+    Each instant is read as text (``instant_from_text``).
+    """
+    rows = (
+        TimelineEntry.objects.filter(incident=incident)
+        .order_by("at", "pk")
+        .annotate(at_text=Cast("at", TextField()))
+        .values_list("pk", "at_text", "kind", "text", "actor_id", "corrects_id")
+    )
+    for pk, at, kind, text, actor_id, corrects_id in rows.iterator(chunk_size=TIMELINE_CHUNK):
+        yield TimelineRow(pk, instant_from_text(at), kind, text, actor_id, corrects_id)
+
+
 def actor_names(incident: Incident) -> dict[int, str]:
     """Who wrote the incident's timeline entries, by user id: one query for any length."""
     actors = TimelineEntry.objects.filter(incident=incident).values("actor_id")
@@ -85,10 +111,10 @@ def _timeline_rendered(timeline: Iterable, names: dict[int, str], *, mode: str) 
     return text if mode == "markdown" else mark_safe(text)  # noqa: S308 - every value escaped
 
 
-def _chunks(queryset, size: int = TIMELINE_CHUNK) -> Iterator[list]:
-    """The queryset streamed from the database in lists of ``size`` rows."""
+def _chunks(rows: Iterable, size: int = TIMELINE_CHUNK) -> Iterator[list]:
+    """The rows (a stream from the database) in lists of ``size``."""
     chunk = []
-    for row in queryset.iterator(chunk_size=size):
+    for row in rows:
         chunk.append(row)
         if len(chunk) == size:
             yield chunk
@@ -113,7 +139,7 @@ def timeline_csv_write(incident: Incident, out: TextIO) -> None:
                 names.get(e.actor_id, ""),
                 str(e.corrects_id or ""),
             ]
-            for e in timeline_entries(incident).iterator(chunk_size=TIMELINE_CHUNK)
+            for e in timeline_stream(incident)
         ),
     )
 
@@ -206,7 +232,7 @@ def report_markdown_chunks(report: Report) -> Iterator[str]:
         yield head
         names = actor_names(report.incident)
         with timezone.override(tz):
-            for chunk in _chunks(timeline_entries(report.incident)):
+            for chunk in _chunks(timeline_stream(report.incident)):
                 yield _timeline_rendered(chunk, names, mode="markdown")
 
     return pieces()

@@ -259,3 +259,20 @@ def test_it_prints_the_first_tasks_and_the_page_lists_them_all(client):
     assert "Step number 99" in text and "Step number 100" not in text
     html = client.get(reverse("incidents:postmortem", args=[incident.reference])).content.decode()
     assert "Step number 119" in html and "The first 100 of 120 tasks" not in html
+
+
+def test_the_streamed_timeline_reads_every_instant_exactly():
+    """The stream reads instants as the database writes them as text (faster than
+    Django's loader): to the microsecond, in UTC, on SQLite and on PostgreSQL."""
+    incident = incident_services.incident_open(title="Instants")
+    base = dt.datetime(2026, 3, 29, 0, 59, 59, tzinfo=dt.UTC)  # a daylight-saving night
+    TimelineEntry.objects.bulk_create(
+        TimelineEntry(
+            incident=incident, at=base + dt.timedelta(microseconds=us), kind="note", text=str(us)
+        )
+        for us in (0, 1, 5, 10, 123456, 999999, 1_000_001)
+    )
+    streamed = {row.pk: row.at for row in render.timeline_stream(incident)}
+    stored = dict(TimelineEntry.objects.filter(incident=incident).values_list("pk", "at"))
+    assert streamed == stored and len(stored) == 8
+    assert all(at.utcoffset() == dt.timedelta(0) for at in streamed.values())
