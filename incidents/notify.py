@@ -27,10 +27,12 @@ What is guaranteed, and what is not:
   Message-ID, so mail programs show it as one message. SMTP cannot close that
   window (RFC 1047): the server's acceptance and our commit are two systems.
   Step 4 keeps it to the time between the server's reply and one UPDATE, and
-  step 3's check to an exchange already under way when its worker stalled (its
-  host cut off the network, say); a worker that stalls before the exchange and
-  comes back after its lease ran out sends nothing. Hosts' clocks must agree to
-  well within the 10 s between an exchange and a lease (NTP). The
+  step 3's check to an exchange that outlasts its lease once started: its
+  worker's host cut off mid-exchange and back within EMAIL_TIMEOUT, or an SMTP
+  server slow at every step (EMAIL_TIMEOUT bounds each read and write, not the
+  exchange), or a sweeping host whose clock runs ahead of the sender's (keep
+  clocks synchronised, NTP). A worker that stalls before the exchange and comes
+  back after its lease ran out sends nothing. The
   fault tests and bench/escalation_latency.py count such resends
   (``resends_same_message_id``) rather than hide them.
 - **No page after an acknowledgement committed, except one already being handed
@@ -92,15 +94,16 @@ log = logging.getLogger(__name__)
 
 
 def exchange() -> timedelta:
-    """How long one SMTP exchange may take: each of its reads and writes is bounded by
-    EMAIL_TIMEOUT, and a server that answers it is answering in time."""
+    """How long one SMTP exchange is given: EMAIL_TIMEOUT. It bounds each of the
+    exchange's reads and writes, not their sum: a server (or a network) slow at every
+    step, each time just inside the timeout, can stretch one exchange past it."""
     return timedelta(seconds=getattr(settings, "EMAIL_TIMEOUT", None) or 20)
 
 
 def lease() -> timedelta:
     """How long a delivery in progress keeps its claim before the sweep takes it back.
 
-    Longer than one SMTP exchange may take (``exchange()``), so a live but slow
+    Longer than one SMTP exchange normally takes (``exchange()``), so a live but slow
     send is not doubled; short, so a send whose worker was killed is retried
     soon after (bench/escalation_latency.py --kill-worker measures it). The 10 s
     between the two are for the work between a claim and its hand-off; a worker
@@ -118,8 +121,11 @@ def _fenced(pks: list[int], until: datetime) -> tuple[datetime, set[int]]:
     network gone, a database or Redis call hanging, a pause) renews first; where the
     sweep took a row back meanwhile the renewal finds it gone, and the row is not
     sent: another worker has it. Where the renewal itself took so long that an
-    exchange would still outlast it, nothing is held: the row keeps the caller's
-    lease and the sweep takes it back when it runs out.
+    exchange would still outlast it, nothing is held: the rows keep the caller's
+    renewed lease and the sweep takes them back when it runs out (a lease's delay,
+    on a worker whose network is failing). The row is not re-checked after a
+    stall: a page the incident's acknowledgement cancelled meanwhile can still go
+    (the "already being handed over" case below).
     """
     if timezone.now() + exchange() <= until:
         return until, set(pks)
@@ -786,7 +792,7 @@ def chunk_deliver(*, ids: list[int], now: datetime | None = None) -> str:
                 until, held = _renewed([r.pk for r in rows[i:]], until)
                 renewed = time_now
             if n.pk not in held:
-                outcome["lost to another worker"] += 1
+                outcome["left to the sweep"] += 1
                 continue
             why = _unwanted(n)
             if why:
@@ -809,8 +815,8 @@ def chunk_deliver(*, ids: list[int], now: datetime | None = None) -> str:
                 if timezone.now() + exchange() > until:
                     until, held = _fenced([r.pk for r in rows[i:]], until)
                     renewed = timezone.now()
-                if n.pk not in held:  # the sweep took it back while this worker stalled
-                    outcome["lost to another worker"] += 1
+                if n.pk not in held:  # the sweep took it back, or will: this worker stalled
+                    outcome["left to the sweep"] += 1
                     continue
                 connection.send_messages([message])
             except Exception as exc:  # noqa: BLE001 - every failure is recorded and classified

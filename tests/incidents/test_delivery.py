@@ -77,6 +77,7 @@ def test_it_records_a_permanently_refused_address_and_the_escalation_goes_on(que
     queued.refresh_from_db()
     assert queued.status == "failed" and "No such user" in queued.last_error
     assert queued.incident.timeline.filter(kind="delivery").exists()
+    assert Timer.objects.filter(incident=queued.incident, level=2, state="pending").exists()
 
 
 def test_a_worker_stalled_past_its_lease_before_the_hand_off_sends_nothing(queued, monkeypatch):
@@ -125,7 +126,6 @@ def test_a_worker_slowed_near_its_lease_renews_it_before_the_hand_off(queued, mo
     (left,) = leases
     assert left > notify.exchange()
     assert len(mail.outbox) == 1
-    assert Timer.objects.filter(incident=queued.incident, level=2, state="pending").exists()
 
 
 def test_it_treats_a_4xx_refusal_as_transient(queued):

@@ -342,7 +342,7 @@ def test_a_chunk_cut_off_past_its_lease_sends_nothing_another_worker_took(
     # The sweep sent the rows back to the broker at once, the send still moving.
     requeued = [pk for kind, chunk, _eta in broker_calls if kind == "chunk" for pk in chunk]
     assert set(ids[1:]) <= set(requeued)
-    assert first == "chunk of 7: sent 1, failed 0, retry 1, cancelled 0, lost to another worker 5"
+    assert first == "chunk of 7: sent 1, failed 0, retry 1, cancelled 0, left to the sweep 5"
     ids_sent = [m.extra_headers["Message-ID"] for m in mail.outbox]
     assert sorted(ids_sent) == sorted(r.message_id for r in rows)  # each exactly once
     assert set(approved.deliveries.values_list("status", flat=True)) == {"sent"}
@@ -377,7 +377,7 @@ def test_a_chunk_stalled_past_its_lease_before_a_hand_off_sends_nothing_another_
         first = notify.chunk_deliver(ids=ids)
 
     assert other == ["chunk of 7: sent 6, failed 0, retry 0, cancelled 0"]
-    assert first == "chunk of 7: sent 1, failed 0, retry 0, cancelled 0, lost to another worker 6"
+    assert first == "chunk of 7: sent 1, failed 0, retry 0, cancelled 0, left to the sweep 6"
     ids_sent = [m.extra_headers["Message-ID"] for m in mail.outbox]
     assert sorted(ids_sent) == sorted(r.message_id for r in rows)  # each exactly once
     assert set(approved.deliveries.values_list("status", flat=True)) == {"sent"}
